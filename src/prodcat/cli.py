@@ -1,0 +1,410 @@
+"""The ``prodcat`` command: train, evaluate, predict, info and demo."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import time
+import traceback
+import warnings
+from pathlib import Path
+
+import click
+
+from prodcat.errors import ConfigError, DataError, ProdcatError
+
+# ---------------------------------------------------------------------------------------------
+# shared options
+
+
+def data_options(fn):
+    """Options every command that reads a data set understands."""
+    options = [
+        click.option("--format", "fmt", default="auto", show_default=True,
+                     help="auto, rakuten, flipkart or table"),
+        click.option("--split", default=None, help="Rakuten split to read (train or test)"),
+        click.option("--level", type=int, default=None, help="Flipkart category depth (0 = top level)"),
+        click.option("--title-col", default=None, help="table: title column [title]"),
+        click.option("--description-col", default=None, help="table: description column [description]"),
+        click.option("--image-col", default=None, help="table: image path column [image]"),
+        click.option("--label-col", default=None, help="table: label column [label]"),
+        click.option("--id-col", default=None, help="table: id column [id]"),
+        click.option("--image-root", default=None, type=click.Path(), help="folder image paths are relative to"),
+        click.option("--categories", default=None, type=click.Path(), help="categories.csv (code,name,parent)"),
+        click.option("--encoding", default="utf-8", show_default=True, help="text encoding of CSV files"),
+    ]
+    for opt in reversed(options):
+        fn = opt(fn)
+    return fn
+
+
+MODEL_DEFAULTS = {"head": "linear-svm", "C": None, "class_weight": True, "calibration": "auto",
+                  "max_description_chars": 1000, "threshold": 0.8, "seed": 0}
+DATA_DEFAULTS = {"fmt": "auto", "split": None, "level": None, "title_col": None, "description_col": None,
+                 "image_col": None, "label_col": None, "id_col": None, "image_root": None,
+                 "categories": None, "encoding": "utf-8"}
+
+
+def model_options(fn):
+    """Options that choose and tune the model (train and evaluate --cv)."""
+    from prodcat.text.heads import list_heads
+
+    d = MODEL_DEFAULTS
+    options = [
+        click.option("--head", default=d["head"], show_default=True, type=click.Choice(list_heads()),
+                     help="text classifier head"),
+        click.option("--C", "C", type=float, default=d["C"], help="regularisation strength of the head"),
+        click.option("--class-weight/--no-class-weight", default=d["class_weight"], show_default=True,
+                     help="weight classes inversely to their frequency"),
+        click.option("--calibration", default=d["calibration"], show_default=True,
+                     type=click.Choice(["auto", "sigmoid", "isotonic", "none"])),
+        click.option("--max-description-chars", type=int, default=d["max_description_chars"],
+                     show_default=True, help="description characters read per listing"),
+        click.option("--threshold", type=float, default=d["threshold"], show_default=True,
+                     help="confidence needed to file a listing without review"),
+        click.option("--seed", type=int, default=d["seed"], show_default=True),
+    ]
+    for opt in reversed(options):
+        fn = opt(fn)
+    return fn
+
+
+def read_data(path, fmt, split, level, title_col, description_col, image_col, label_col, id_col,
+              image_root, categories, encoding, *, quiet=False):
+    from prodcat.data import read_catalog
+
+    catalog = read_catalog(path, fmt, split=split, level=level, title_col=title_col,
+                           description_col=description_col, image_col=image_col, label_col=label_col,
+                           id_col=id_col, image_root=image_root, categories=categories, encoding=encoding)
+    if not quiet:
+        echo(f"read {catalog.source} ({catalog.format}): {catalog.report.summary()}")
+    return catalog
+
+
+def build_classifier(head, C, class_weight, calibration, max_description_chars, threshold, seed):
+    from prodcat.model import Classifier
+    from prodcat.text import TextClassifier
+
+    if not 0.0 <= threshold <= 1.0:
+        raise ConfigError("--threshold must be between 0 and 1")
+    text = TextClassifier(head=head, C=C, class_weight="balanced" if class_weight else None,
+                          calibration=calibration, max_description_chars=max_description_chars,
+                          random_state=seed)
+    return Classifier(text=text, threshold=threshold)
+
+
+def echo(msg: str = "", **kw) -> None:
+    click.echo(msg, err=True, **kw)
+
+
+def _split_data_kwargs(kwargs: dict) -> dict:
+    return {k: kwargs.pop(k) for k in DATA_DEFAULTS}
+
+
+def _split_model_kwargs(kwargs: dict) -> dict:
+    return {k: kwargs.pop(k) for k in MODEL_DEFAULTS}
+
+
+# ---------------------------------------------------------------------------------------------
+# commands
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.version_option(package_name="prodcat")
+def cli():
+    """prodcat: put marketplace listings into the right product category."""
+
+
+@cli.command()
+@click.option("--data", required=True, type=click.Path(), help="training data (folder or file)")
+@click.option("--out", required=True, type=click.Path(), help="model bundle folder to write")
+@click.option("--cv", "cv", default="auto", show_default=True,
+              help="folds of cross-validation recorded in the bundle; 0 skips, auto = 5 up to 20k listings")
+@data_options
+@model_options
+def train(data, out, cv, **kwargs):
+    """Train a classifier and save it as a bundle."""
+    from prodcat.evaluation import compute_metrics
+    from prodcat.evaluation.crossval import cross_val_proba
+
+    from prodcat.model.bundle import check_bundle_target
+
+    data_kw, model_kw = _split_data_kwargs(kwargs), _split_model_kwargs(kwargs)
+    check_bundle_target(Path(out))
+    catalog = read_data(data, **data_kw)
+    labelled = catalog.labelled()
+    if len(labelled) == 0:
+        raise DataError(f"{data} has no labelled listings to train on")
+    model = build_classifier(**model_kw)
+    folds = _cv_folds(cv, labelled)
+    metrics = {}
+    if folds:
+        t0 = time.perf_counter()
+        res = cross_val_proba(model, labelled.X, labelled.y, folds=folds, seed=model_kw["seed"])
+        cvm = compute_metrics(res.y, res.proba, list(res.classes), labelled.taxonomy)
+        metrics["cv"] = {"folds": folds, "seconds": round(time.perf_counter() - t0, 1),
+                         **{k: cvm[k] for k in ("n", "weighted_f1", "macro_f1", "accuracy", "top3_accuracy",
+                                                "ece", "coverage")}}
+        echo(f"{folds}-fold CV: weighted F1 {cvm['weighted_f1']:.4f}, accuracy {cvm['accuracy']:.4f}, "
+             f"top-3 {cvm['top3_accuracy']:.4f}")
+    echo(f"training on {len(labelled)} listings ...")
+    t0 = time.perf_counter()
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        model.fit(labelled.X, labelled.y, taxonomy=labelled.taxonomy)
+    for w in caught:
+        echo(f"warning: {w.message}")
+    seconds = time.perf_counter() - t0
+    training = {"source": catalog.source, "format": catalog.format, "fingerprint": labelled.fingerprint(),
+                "n_listings": len(labelled), "n_classes": len(model.classes_),
+                "class_counts": labelled.class_counts(), "read_report": catalog.report.to_dict(),
+                "fit_seconds": round(seconds, 2)}
+    path = model.save(out, training=training, metrics=metrics)
+    echo(f"trained {len(model.classes_)} categories in {seconds:.1f} s; bundle written to {path}")
+
+
+def _cv_folds(cv: str, catalog) -> int:
+    if str(cv).lower() == "auto":
+        # Cross-validation costs k more fits: worth it by default only while training is quick.
+        largest = max(catalog.class_counts().values())
+        return min(5, largest) if len(catalog) <= 20_000 and largest >= 2 else 0
+    try:
+        folds = int(cv)
+    except ValueError:
+        raise ConfigError(f"--cv must be a number of folds or auto, got {cv!r}") from None
+    if folds == 1 or folds < 0:
+        raise ConfigError("--cv must be 0 (none) or at least 2")
+    return folds
+
+
+@cli.command()
+@click.option("--model", "model_dir", type=click.Path(), default=None, help="bundle to evaluate")
+@click.option("--data", required=True, type=click.Path(), help="labelled evaluation data")
+@click.option("--out", required=True, type=click.Path(), help="report folder to write")
+@click.option("--cv", "cv", type=int, default=0, help="cross-validate a new model on --data instead")
+@data_options
+@model_options
+def evaluate(model_dir, data, out, cv, **kwargs):
+    """Evaluate a bundle on labelled data, or cross-validate on one data set (--cv 5)."""
+    from prodcat.evaluation import compute_metrics, write_report
+    from prodcat.evaluation.crossval import cross_val_proba
+    from prodcat.model import load_bundle
+
+    data_kw, model_kw = _split_data_kwargs(kwargs), _split_model_kwargs(kwargs)
+    if (model_dir is None) == (cv == 0):
+        raise ConfigError("give either --model MODEL_DIR or --cv N (N >= 2)")
+    if cv == 1 or cv < 0:
+        raise ConfigError("--cv must be at least 2")
+    _check_out_folder(Path(out))
+    catalog = read_data(data, **data_kw)
+    labelled = catalog.labelled()
+    if len(labelled) == 0:
+        raise DataError(f"{data} has no labelled listings: evaluation needs labels")
+    if model_dir is not None:
+        model, manifest = load_bundle(model_dir)
+        proba = _predict_in_chunks(model, labelled.X)
+        metrics = compute_metrics(labelled.y.to_numpy(), proba, [str(c) for c in model.classes_],
+                                  model.taxonomy_.extended(labelled.taxonomy.categories))
+        metrics["model"] = {"path": str(model_dir), "created_at": manifest.get("created_at"),
+                            "training_fingerprint": manifest.get("training", {}).get("fingerprint")}
+        title = f"prodcat evaluation of {Path(model_dir).name} on {Path(data).name}"
+    else:
+        model = build_classifier(**model_kw)
+        res = cross_val_proba(model, labelled.X, labelled.y, folds=cv, seed=model_kw["seed"])
+        metrics = compute_metrics(res.y, res.proba, list(res.classes), labelled.taxonomy)
+        metrics["cv"] = {"folds": cv, "fold_scores": _fold_scores(res), "fit_seconds": res.fit_seconds,
+                         "parameters": {k: v for k, v in model_kw.items()}}
+        title = f"prodcat {cv}-fold cross-validation on {Path(data).name}"
+    metrics["data"] = {"source": catalog.source, "format": catalog.format,
+                       "read_report": catalog.report.to_dict()}
+    paths = write_report(metrics, out, title=title)
+    echo(f"n={metrics['n']}  weighted F1 {metrics['weighted_f1']:.4f}  macro F1 {metrics['macro_f1']:.4f}  "
+         f"accuracy {metrics['accuracy']:.4f}  top-3 {metrics['top3_accuracy']:.4f}  ECE {metrics['ece']:.4f}")
+    if metrics["unseen_labels"]["count"]:
+        echo(f"warning: {metrics['unseen_labels']['count']} listings have labels the model never saw "
+             "(counted as errors)")
+    echo(f"report: {paths['report_html']}")
+
+
+def _check_out_folder(out: Path) -> None:
+    if out.exists() and not out.is_dir():
+        raise ConfigError(f"--out {out} is a file; give a folder for the report")
+
+
+def _fold_scores(res) -> list[dict]:
+    from sklearn.metrics import accuracy_score, f1_score
+
+    scores = []
+    for f in range(int(res.folds.max()) + 1):
+        m = res.folds == f
+        pred = res.classes[res.proba[m].argmax(axis=1)]
+        scores.append({"fold": f, "n": int(m.sum()),
+                       "weighted_f1": float(f1_score(res.y[m], pred, average="weighted", zero_division=0)),
+                       "macro_f1": float(f1_score(res.y[m], pred, average="macro", zero_division=0)),
+                       "accuracy": float(accuracy_score(res.y[m], pred))})
+    return scores
+
+
+def _predict_in_chunks(model, X, chunk: int = 4096):
+    import numpy as np
+    from tqdm.auto import tqdm
+
+    parts = []
+    with tqdm(total=len(X), desc="predicting", unit="listing", disable=len(X) <= chunk, file=sys.stderr) as bar:
+        for start in range(0, len(X), chunk):
+            parts.append(model.predict_proba(X.iloc[start:start + chunk]))
+            bar.update(min(chunk, len(X) - start))
+    return np.vstack(parts)
+
+
+@cli.command()
+@click.option("--model", "model_dir", required=True, type=click.Path(), help="bundle to use")
+@click.option("--title", default=None, help="listing title")
+@click.option("--description", default="", help="listing description")
+@click.option("--image", default=None, type=click.Path(), help="listing photo")
+@click.option("--top-k", type=click.IntRange(1, 100), default=3, show_default=True)
+@click.option("--json", "as_json", is_flag=True, help="print JSON")
+@click.option("--data", default=None, type=click.Path(), help="classify every listing of a data set")
+@click.option("--out", default=None, type=click.Path(), help="predictions file (.csv or .parquet) for --data")
+@data_options
+def predict(model_dir, title, description, image, top_k, as_json, data, out, **kwargs):
+    """Predict the top-k categories of one listing, or of a whole data set (--data, --out)."""
+    from prodcat.model import load_bundle
+
+    data_kw = _split_data_kwargs(kwargs)
+    if (data is None) == (title is None):
+        raise ConfigError("give either --title (one listing) or --data with --out (a data set)")
+    if data is not None and out is None:
+        raise ConfigError("--data needs --out (a .csv or .parquet file)")
+    if out is not None and Path(out).is_dir():
+        raise ConfigError(f"--out {out} is a folder; give a .csv or .parquet file")
+    if image is not None and not Path(image).is_file():
+        raise DataError(f"image not found: {image}")
+    model, manifest = load_bundle(model_dir)
+    if data is None:
+        if not title.strip() and not description.strip():
+            raise DataError("the listing needs a title or a description")
+        t0 = time.perf_counter()
+        top = model.predict_top_k({"title": title, "description": description, "image": image}, top_k)[0]
+        ms = (time.perf_counter() - t0) * 1000
+        needs_review = top[0]["probability"] < model.threshold
+        if as_json:
+            click.echo(json.dumps({"top_k": top, "needs_review": needs_review, "threshold": model.threshold,
+                                   "latency_ms": round(ms, 2)}, ensure_ascii=False, indent=2))
+            return
+        for rank, p in enumerate(top, 1):
+            bar = "█" * int(round(p["probability"] * 20))
+            click.echo(f"{rank}. {p['code']:>8}  {p['name'][:40]:<40} {p['probability']:6.1%} {bar}")
+        click.echo("needs review" if needs_review else f"confident (≥ {model.threshold:.0%})")
+        return
+    catalog = read_data(data, **data_kw)
+    frame = _predict_frame_in_chunks(model, catalog, top_k)
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    if out.suffix.lower() in (".parquet", ".pq"):
+        frame.to_parquet(out, index=False)
+    else:
+        frame.to_csv(out, index=False)
+    echo(f"wrote {len(frame)} predictions to {out} "
+         f"({int(frame['needs_review'].sum())} need review at threshold {model.threshold:.0%})")
+
+
+def _predict_frame_in_chunks(model, catalog, k: int, chunk: int = 4096):
+    import pandas as pd
+    from tqdm.auto import tqdm
+
+    parts = []
+    X, ids = catalog.X, catalog.frame["id"]
+    with tqdm(total=len(X), desc="predicting", unit="listing", disable=len(X) <= chunk, file=sys.stderr) as bar:
+        for s in range(0, len(X), chunk):
+            parts.append(model.predict_frame(X.iloc[s:s + chunk], k, ids=ids.iloc[s:s + chunk]))
+            bar.update(min(chunk, len(X) - s))
+    return pd.concat(parts, ignore_index=True)
+
+
+@cli.command()
+@click.option("--model", "model_dir", required=True, type=click.Path())
+def info(model_dir):
+    """Show a bundle's manifest summary."""
+    from prodcat.model import read_manifest
+
+    m = read_manifest(model_dir)
+    t = m.get("training", {})
+    click.echo(f"created   {m.get('created_at')} with prodcat {m['versions'].get('prodcat')}")
+    click.echo(f"classes   {len(m.get('classes', []))}")
+    click.echo(f"trained   {t.get('n_listings')} listings from {t.get('source')} ({t.get('format')})")
+    cvm = m.get("metrics", {}).get("cv")
+    if cvm:
+        click.echo(f"CV        {cvm['folds']}-fold weighted F1 {cvm['weighted_f1']:.4f}, "
+                   f"accuracy {cvm['accuracy']:.4f}")
+
+
+@cli.command()
+@click.option("--data", default=None, type=click.Path(), help="real data instead of the demo catalogue")
+@click.option("--out", default="demo-out", show_default=True, type=click.Path())
+@data_options
+def demo(data, out, **kwargs):
+    """Train, evaluate and predict on the bundled demo catalogue (or --data) in one go."""
+    from prodcat.demo import DEMO_EXAMPLE, demo_catalog_path
+
+    data_kw = _split_data_kwargs(kwargs)
+    if data is None:
+        data = str(demo_catalog_path())
+        echo(f"demo catalogue: {data}")
+        example = DEMO_EXAMPLE
+    else:
+        example = None
+    out = Path(out)
+    ctx = click.get_current_context()
+    ctx.invoke(train, data=data, out=str(out / "model"), cv="0", **data_kw, **MODEL_DEFAULTS)
+    ctx.invoke(evaluate, model_dir=None, data=data, out=str(out / "report"), cv=5, **data_kw,
+               **MODEL_DEFAULTS)
+    if example is None:
+        row = read_data(data, **data_kw, quiet=True).frame.iloc[0]
+        example = {"title": row["title"], "description": row["description"]}
+    echo(f"\nexample listing: {example['title']!r}")
+    ctx.invoke(predict, model_dir=str(out / "model"), title=example["title"],
+               description=example.get("description", ""), image=None, top_k=3, as_json=False, data=None,
+               out=None, **DATA_DEFAULTS)
+
+
+# ---------------------------------------------------------------------------------------------
+
+
+def _show_warning(message, category, filename, lineno, file=None, line=None):
+    echo(f"warning: {message}")
+
+
+def main(argv=None) -> int:
+    """Entry point: user errors become one line and exit code 2, never a traceback."""
+    warnings.showwarning = _show_warning
+    try:
+        cli.main(args=argv, prog_name="prodcat", standalone_mode=False)
+    except ProdcatError as exc:
+        echo(f"error: {exc}")
+        return exc.exit_code
+    except click.exceptions.Abort:
+        echo("aborted")
+        return 130
+    except click.ClickException as exc:
+        exc.show()
+        return 2
+    except KeyboardInterrupt:
+        echo("interrupted")
+        return 130
+    except MemoryError:
+        echo("error: out of memory; try a smaller --max-description-chars or fewer listings")
+        return 1
+    except Exception as exc:  # a bug: say so plainly, keep the traceback for PRODCAT_DEBUG=1
+        if os.environ.get("PRODCAT_DEBUG"):
+            traceback.print_exc()
+        echo(f"internal error: {type(exc).__name__}: {exc} (set PRODCAT_DEBUG=1 for details; please report it)")
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
+
+

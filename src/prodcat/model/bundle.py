@@ -1,0 +1,161 @@
+"""Model bundles: a self-describing folder with a manifest and hash-checked parts.
+
+Layout::
+
+    MODEL_DIR/
+      manifest.json       format version, library versions, classes, taxonomy, parameters,
+                          training-data fingerprint and counts, metrics, parts with sha256
+      classifier.joblib   the fitted Classifier
+
+joblib files can run code when loaded, so a part is only unpickled after its sha256 matches the
+manifest, and only from a bundle whose format and library versions this install can read.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import hashlib
+import json
+import os
+import platform
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import joblib
+
+import prodcat
+from prodcat.errors import BundleError
+
+FORMAT = "prodcat-bundle"
+FORMAT_VERSION = 1
+MANIFEST = "manifest.json"
+CLASSIFIER_PART = "classifier.joblib"
+#: Libraries whose pickles must come from the same minor version to load safely.
+PICKLE_LIBRARIES = ("sklearn", "numpy", "scipy")
+
+
+def library_versions() -> dict[str, str]:
+    import numpy
+    import pandas
+    import scipy
+    import sklearn
+
+    return {"prodcat": prodcat.__version__, "python": platform.python_version(),
+            "sklearn": sklearn.__version__, "numpy": numpy.__version__, "scipy": scipy.__version__,
+            "pandas": pandas.__version__, "joblib": joblib.__version__}
+
+
+def sha256_file(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def _minor(version: str) -> str:
+    return ".".join(version.split(".")[:2])
+
+
+def _jsonable_params(model) -> dict[str, Any]:
+    def conv(v):
+        if hasattr(v, "get_params"):
+            return {"class": type(v).__name__, "params": {k: conv(x) for k, x in v.get_params(deep=False).items()}}
+        if isinstance(v, tuple | list):
+            return [conv(x) for x in v]
+        if isinstance(v, dict):
+            return {str(k): conv(x) for k, x in v.items()}
+        return v if isinstance(v, str | int | float | bool | type(None)) else repr(v)
+
+    return conv(model)
+
+
+def save_bundle(model, path: str | Path, *, training: dict | None = None, metrics: dict | None = None,
+                notes: list[str] | None = None) -> Path:
+    """Write ``model`` to the folder ``path`` atomically (a half-written bundle never replaces a good one)."""
+    path = Path(path)
+    check_bundle_target(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent))
+    try:
+        part = tmp / CLASSIFIER_PART
+        joblib.dump(model, part, compress=3)
+        manifest = {
+            "format": FORMAT,
+            "format_version": FORMAT_VERSION,
+            "created_at": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+            "versions": library_versions(),
+            "classes": [str(c) for c in model.classes_],
+            "taxonomy": model.taxonomy_.to_records(),
+            "threshold": model.threshold,
+            "parameters": _jsonable_params(model),
+            "dropped_classes": getattr(model, "dropped_classes_", {}),
+            "training": training or {},
+            "metrics": metrics or {},
+            "notes": notes or [],
+            "parts": {"classifier": {"file": CLASSIFIER_PART, "sha256": sha256_file(part),
+                                     "bytes": part.stat().st_size}},
+        }
+        (tmp / MANIFEST).write_text(json.dumps(manifest, indent=2, ensure_ascii=False), encoding="utf-8")
+        if path.exists():
+            shutil.rmtree(path)
+        os.replace(tmp, path)
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)
+    return path
+
+
+def check_bundle_target(path: Path) -> None:
+    """Refuse, before any work is done, to write a bundle over a file or a folder that is not one."""
+    if path.exists() and not path.is_dir():
+        raise BundleError(f"--out {path} is a file; give a folder for the model bundle")
+    if path.is_dir() and not (path / MANIFEST).exists() and any(path.iterdir()):
+        raise BundleError(f"{path} exists and is not a prodcat bundle; not overwriting it")
+
+
+def read_manifest(path: str | Path) -> dict[str, Any]:
+    """The manifest of the bundle at ``path``, checked for format and version compatibility."""
+    path = Path(path)
+    if not path.is_dir():
+        raise BundleError(f"model bundle not found: {path} (expected a folder written by `prodcat train`)")
+    mpath = path / MANIFEST
+    if not mpath.is_file():
+        raise BundleError(f"{path} is not a prodcat bundle: {MANIFEST} is missing")
+    try:
+        manifest = json.loads(mpath.read_text(encoding="utf-8"))
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise BundleError(f"{mpath} is corrupt: {exc}") from None
+    if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
+        raise BundleError(f"{mpath} is not a prodcat manifest")
+    version = manifest.get("format_version")
+    if version != FORMAT_VERSION:
+        raise BundleError(f"bundle format version {version} cannot be read by prodcat "
+                          f"{prodcat.__version__} (reads version {FORMAT_VERSION}); retrain the model")
+    saved = manifest.get("versions", {})
+    current = library_versions()
+    for lib in PICKLE_LIBRARIES:
+        if lib in saved and _minor(saved[lib]) != _minor(current[lib]):
+            raise BundleError(f"bundle was saved with {lib} {saved[lib]}, this install has {current[lib]}; "
+                              f"install {lib}=={saved[lib]} or retrain the model")
+    return manifest
+
+
+def load_bundle(path: str | Path):
+    """Load a bundle; returns ``(classifier, manifest)``. Any change to a part is refused."""
+    path = Path(path)
+    manifest = read_manifest(path)
+    part = manifest.get("parts", {}).get("classifier", {})
+    fpath = path / str(part.get("file", CLASSIFIER_PART))
+    if not fpath.is_file():
+        raise BundleError(f"bundle {path} is incomplete: {fpath.name} is missing")
+    if sha256_file(fpath) != part.get("sha256"):
+        raise BundleError(f"bundle {path} was changed after it was saved: {fpath.name} does not match "
+                          "the sha256 in manifest.json; refusing to load it")
+    try:
+        model = joblib.load(fpath)
+    except Exception as exc:  # a matching hash makes this unlikely; still never a raw traceback
+        raise BundleError(f"cannot load {fpath}: {exc}") from None
+    return model, manifest

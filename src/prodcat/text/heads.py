@@ -1,0 +1,82 @@
+"""Classifier heads by name: ``create_head("linear-svm", C=0.5)``.
+
+Every head returned here has ``predict_proba`` with calibrated probabilities: they feed the
+automation threshold and, later, fusion with the image model, so a margin squashed through a
+softmax is not enough. Margin models are calibrated by cross-validation (Platt scaling).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from sklearn.calibration import CalibratedClassifierCV
+from sklearn.linear_model import LogisticRegression, SGDClassifier
+from sklearn.naive_bayes import ComplementNB
+from sklearn.svm import LinearSVC
+
+from prodcat.errors import ConfigError
+
+
+@dataclass(frozen=True)
+class HeadSpec:
+    name: str
+    build: Callable[..., object]
+    needs_calibration: bool
+    description: str
+
+
+HEADS: dict[str, HeadSpec] = {}
+
+
+def register_head(name: str, *, needs_calibration: bool, description: str):
+    def wrap(fn):
+        HEADS[name] = HeadSpec(name, fn, needs_calibration, description)
+        return fn
+
+    return wrap
+
+
+@register_head("linear-svm", needs_calibration=True, description="linear SVM, Platt-calibrated (default)")
+def _linear_svm(C=0.5, class_weight="balanced", random_state=0):
+    return LinearSVC(C=C, class_weight=class_weight, random_state=random_state)
+
+
+@register_head("logistic", needs_calibration=False, description="multinomial logistic regression")
+def _logistic(C=10.0, class_weight="balanced", random_state=0):
+    return LogisticRegression(C=C, class_weight=class_weight, max_iter=2000, random_state=random_state)
+
+
+@register_head("complement-nb", needs_calibration=True, description="complement naive Bayes, calibrated")
+def _complement_nb(C=None, class_weight=None, random_state=0, alpha=0.3):
+    return ComplementNB(alpha=alpha)
+
+
+@register_head("sgd", needs_calibration=True, description="linear model trained by SGD (modified Huber), calibrated")
+def _sgd(C=0.5, class_weight="balanced", random_state=0):
+    # SGD's alpha plays the role of 1/(C·n); a fixed small value works across data sizes.
+    return SGDClassifier(loss="modified_huber", alpha=2e-5, class_weight=class_weight,
+                         max_iter=30, tol=1e-4, random_state=random_state)
+
+
+def list_heads() -> list[str]:
+    return list(HEADS)
+
+
+def create_head(name: str, *, calibration: str = "auto", calibration_cv: int = 3, n_jobs: int | None = None,
+                **params):
+    """Build a head by name. ``calibration``: ``auto`` (calibrate heads that need it), ``sigmoid``,
+    ``isotonic`` or ``none``."""
+    if name not in HEADS:
+        raise ConfigError(f"unknown head {name!r}; choose one of {', '.join(HEADS)}")
+    if calibration not in ("auto", "sigmoid", "isotonic", "none"):
+        raise ConfigError(f"unknown calibration {calibration!r}; choose auto, sigmoid, isotonic or none")
+    spec = HEADS[name]
+    estimator = spec.build(**params)
+    method = "sigmoid" if calibration == "auto" else calibration
+    if calibration == "none" or (calibration == "auto" and not spec.needs_calibration):
+        return estimator
+    # ensemble=False keeps one fitted model (small bundle, fast predict) and calibrates it on
+    # out-of-fold decision values, so the calibration never sees training-set margins.
+    return CalibratedClassifierCV(estimator, method=method, cv=calibration_cv, ensemble=False,
+                                  n_jobs=n_jobs)

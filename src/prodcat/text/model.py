@@ -1,0 +1,72 @@
+"""The text model: TF-IDF features and a calibrated head, as one scikit-learn estimator."""
+
+from __future__ import annotations
+
+import numpy as np
+from sklearn.base import BaseEstimator, ClassifierMixin
+from sklearn.utils.validation import check_is_fitted
+
+from prodcat.text.features import TfidfFeatures
+from prodcat.text.heads import create_head
+
+
+class TextClassifier(ClassifierMixin, BaseEstimator):
+    """Catalog frame (``title``, ``description``) → calibrated class probabilities.
+
+    ``C=None`` takes the head's own default. ``calibration_cv`` is lowered automatically when the
+    rarest class has fewer examples than folds.
+    """
+
+    def __init__(self, head="linear-svm", C=None, class_weight="balanced", calibration="auto",
+                 calibration_cv=3, word_ngrams=(1, 2), char_ngrams=(3, 5), title_ngrams=(1, 2), min_df_char=2,
+                 max_description_chars=1000, strip_accents=True, random_state=0, n_jobs=None):
+        self.head = head
+        self.C = C
+        self.class_weight = class_weight
+        self.calibration = calibration
+        self.calibration_cv = calibration_cv
+        self.word_ngrams = word_ngrams
+        self.char_ngrams = char_ngrams
+        self.title_ngrams = title_ngrams
+        self.min_df_char = min_df_char
+        self.max_description_chars = max_description_chars
+        self.strip_accents = strip_accents
+        self.random_state = random_state
+        self.n_jobs = n_jobs
+
+    def _make_features(self) -> TfidfFeatures:
+        return TfidfFeatures(word_ngrams=self.word_ngrams, char_ngrams=self.char_ngrams,
+                             title_ngrams=self.title_ngrams, min_df_char=self.min_df_char,
+                             max_description_chars=self.max_description_chars,
+                             strip_accents=self.strip_accents)
+
+    def _make_head(self, y):
+        params = {"class_weight": self.class_weight, "random_state": self.random_state}
+        if self.C is not None:
+            params["C"] = self.C
+        _, counts = np.unique(y, return_counts=True)
+        cv = int(max(2, min(self.calibration_cv, counts.min())))
+        return create_head(self.head, calibration=self.calibration, calibration_cv=cv,
+                           n_jobs=self.n_jobs, **params)
+
+    def fit(self, X, y):
+        y = np.asarray(y, dtype=object).astype(str)
+        self.features_ = self._make_features()
+        Z = self.features_.fit_transform(X)
+        self.head_ = self._make_head(y)
+        self.head_.fit(Z, y)
+        self.classes_ = np.asarray(self.head_.classes_)
+        self.n_features_ = Z.shape[1]
+        return self
+
+    def transform(self, X):
+        """TF-IDF features of ``X`` (what the head sees)."""
+        check_is_fitted(self, "head_")
+        return self.features_.transform(X)
+
+    def predict_proba(self, X) -> np.ndarray:
+        check_is_fitted(self, "head_")
+        return self.head_.predict_proba(self.features_.transform(X))
+
+    def predict(self, X) -> np.ndarray:
+        return self.classes_[np.argmax(self.predict_proba(X), axis=1)]
