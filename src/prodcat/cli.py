@@ -48,7 +48,7 @@ DATA_DEFAULTS = {"fmt": "auto", "split": None, "level": None, "title_col": None,
 
 def model_options(fn):
     """Options that choose and tune the model (train and evaluate --cv)."""
-    from prodcat.text.heads import list_heads
+    from prodcat.text.heads import CALIBRATIONS, list_heads
 
     d = MODEL_DEFAULTS
     options = [
@@ -58,7 +58,7 @@ def model_options(fn):
         click.option("--class-weight/--no-class-weight", default=d["class_weight"], show_default=True,
                      help="weight classes inversely to their frequency"),
         click.option("--calibration", default=d["calibration"], show_default=True,
-                     type=click.Choice(["auto", "sigmoid", "isotonic", "none"])),
+                     type=click.Choice(CALIBRATIONS)),
         click.option("--max-description-chars", type=int, default=d["max_description_chars"],
                      show_default=True, help="description characters read per listing"),
         click.option("--threshold", type=float, default=d["threshold"], show_default=True,
@@ -127,7 +127,6 @@ def train(data, out, cv, **kwargs):
     """Train a classifier and save it as a bundle."""
     from prodcat.evaluation import compute_metrics
     from prodcat.evaluation.crossval import cross_val_proba
-
     from prodcat.model.bundle import check_bundle_target
 
     data_kw, model_kw = _split_data_kwargs(kwargs), _split_model_kwargs(kwargs)
@@ -370,6 +369,33 @@ def demo(data, out, **kwargs):
 
 
 # ---------------------------------------------------------------------------------------------
+
+
+@cli.command()
+@click.option("--data", required=True, type=click.Path(), help="catalogue to explore (folder or file)")
+@click.option("--out", required=True, type=click.Path(), help="report folder to write")
+@click.option("--image-sample", type=click.IntRange(min=0), default=2000, show_default=True,
+              help="images decoded for image statistics (a seeded random sample; 0 skips them)")
+@click.option("--seed", type=int, default=0, show_default=True, help="seed of the image sample")
+@data_options
+def explore(data, out, image_sample, seed, **kwargs):
+    """Explore a catalogue: classes, missing text, duplicates, languages, words, images."""
+    from prodcat.explore import build_exploration, write_exploration_report
+
+    data_kw = _split_data_kwargs(kwargs)
+    _check_out_folder(Path(out))
+    catalog = read_data(data, **data_kw)
+    exploration = build_exploration(catalog, image_sample=image_sample, seed=seed)
+    paths = write_exploration_report(exploration, out)
+    dist, size = exploration["class_distribution"], exploration["size"]
+    ratio = f", imbalance 1:{dist['imbalance_ratio']:.1f}" if dist["imbalance_ratio"] else ""
+    echo(f"{size['listings']} listings, {size['classes']} classes{ratio}, "
+         f"{exploration['missing_descriptions']['share']:.0%} without description, "
+         f"{exploration['label_conflicts']['by_listing']['groups']} products under 2+ categories "
+         f"({exploration['timings_s']['total']:.1f} s)")
+    for section, reason in exploration["skipped"].items():
+        echo(f"note: {section} left out: {reason}")
+    echo(f"report: {paths['report_html']}")
 
 
 def _show_warning(message, category, filename, lineno, file=None, line=None):

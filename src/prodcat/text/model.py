@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+from joblib import parallel_config
 from sklearn.base import BaseEstimator, ClassifierMixin
 from sklearn.utils.validation import check_is_fitted
 
@@ -14,12 +15,13 @@ class TextClassifier(ClassifierMixin, BaseEstimator):
     """Catalog frame (``title``, ``description``) → calibrated class probabilities.
 
     ``C=None`` takes the head's own default. ``calibration_cv`` is lowered automatically when the
-    rarest class has fewer examples than folds.
+    rarest class has fewer examples than folds. ``n_jobs`` threads fit the calibration folds
+    (-1: all cores).
     """
 
     def __init__(self, head="linear-svm", C=None, class_weight="balanced", calibration="auto",
                  calibration_cv=3, word_ngrams=(1, 2), char_ngrams=(3, 5), title_ngrams=(1, 2), min_df_char=2,
-                 max_description_chars=1000, strip_accents=True, random_state=0, n_jobs=None):
+                 max_description_chars=1000, char_description_chars=300, strip_accents=True, random_state=0, n_jobs=-1):
         self.head = head
         self.C = C
         self.class_weight = class_weight
@@ -30,6 +32,7 @@ class TextClassifier(ClassifierMixin, BaseEstimator):
         self.title_ngrams = title_ngrams
         self.min_df_char = min_df_char
         self.max_description_chars = max_description_chars
+        self.char_description_chars = char_description_chars
         self.strip_accents = strip_accents
         self.random_state = random_state
         self.n_jobs = n_jobs
@@ -38,6 +41,7 @@ class TextClassifier(ClassifierMixin, BaseEstimator):
         return TfidfFeatures(word_ngrams=self.word_ngrams, char_ngrams=self.char_ngrams,
                              title_ngrams=self.title_ngrams, min_df_char=self.min_df_char,
                              max_description_chars=self.max_description_chars,
+                             char_description_chars=self.char_description_chars,
                              strip_accents=self.strip_accents)
 
     def _make_head(self, y):
@@ -54,7 +58,10 @@ class TextClassifier(ClassifierMixin, BaseEstimator):
         self.features_ = self._make_features()
         Z = self.features_.fit_transform(X)
         self.head_ = self._make_head(y)
-        self.head_.fit(Z, y)
+        # Threads, not processes: liblinear releases the GIL, and threads share the feature
+        # matrix instead of copying it into every worker (memory stays flat on big catalogues).
+        with parallel_config(backend="threading"):
+            self.head_.fit(Z, y)
         self.classes_ = np.asarray(self.head_.classes_)
         self.n_features_ = Z.shape[1]
         return self

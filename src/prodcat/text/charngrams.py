@@ -1,0 +1,117 @@
+"""Character n-grams within word boundaries, counted once per distinct word.
+
+scikit-learn's ``TfidfVectorizer(analyzer="char_wb")`` slices every word of every document in
+Python; on 85k listings that alone took most of a minute here. A ``char_wb`` n-gram never crosses
+a word boundary, so a document's n-gram counts are the sum of its words' n-gram counts:
+``counts = (documents × words) @ (words × n-grams)``. Words repeat a lot (a catalogue of 85k
+listings has a few hundred thousand distinct words against tens of millions of word occurrences),
+so slicing each distinct word once and letting a sparse product do the rest gives the same matrix,
+column for column, several times faster.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import scipy.sparse as sp
+from sklearn.base import BaseEstimator, TransformerMixin
+from sklearn.feature_extraction.text import CountVectorizer, TfidfTransformer
+from sklearn.utils.validation import check_is_fitted
+
+
+def split_words(doc: str) -> list[str]:
+    """The words ``char_wb`` pads and slices: runs of non-whitespace."""
+    return doc.split()
+
+
+def word_char_ngrams(word: str, min_n: int, max_n: int) -> list[str]:
+    """The ``char_wb`` n-grams of one word, in scikit-learn's order and multiplicity."""
+    w = f" {word} "
+    w_len = len(w)
+    grams = []
+    for n in range(min_n, max_n + 1):
+        offset = 0
+        grams.append(w[offset:offset + n])
+        while offset + n < w_len:
+            offset += 1
+            grams.append(w[offset:offset + n])
+        if offset == 0:  # the padded word is shorter than n: one n-gram, as scikit-learn does
+            break
+    return grams
+
+
+class WordCharTfidf(TransformerMixin, BaseEstimator):
+    """Drop-in for ``TfidfVectorizer(analyzer="char_wb", lowercase=False, ...)`` on cleaned text."""
+
+    def __init__(self, ngram_range=(3, 5), min_df=1, max_features=None, sublinear_tf=True,
+                 dtype=np.float32):
+        self.ngram_range = ngram_range
+        self.min_df = min_df
+        self.max_features = max_features
+        self.sublinear_tf = sublinear_tf
+        self.dtype = dtype
+
+    def _word_matrix(self, words, vocabulary: dict[str, int], grow: bool) -> sp.csr_matrix:
+        """(words × n-grams) counts; with ``grow`` unseen n-grams are added to ``vocabulary``."""
+        min_n, max_n = self.ngram_range
+        indptr, indices = [0], []
+        for word in words:
+            for g in word_char_ngrams(word, min_n, max_n):
+                j = vocabulary.get(g)
+                if j is None and grow:
+                    j = vocabulary[g] = len(vocabulary)
+                if j is not None:
+                    indices.append(j)
+            indptr.append(len(indices))
+        data = np.ones(len(indices), dtype=np.int32)
+        m = sp.csr_matrix((data, np.asarray(indices, dtype=np.int64), np.asarray(indptr, dtype=np.int64)),
+                          shape=(len(words), len(vocabulary)))
+        m.sum_duplicates()
+        return m
+
+    def _counts(self, docs, vocabulary: dict[str, int], grow: bool) -> sp.csr_matrix:
+        words = CountVectorizer(analyzer=split_words, dtype=np.int32)
+        try:
+            doc_words = words.fit_transform(docs)
+        except ValueError:  # no words at all in this batch
+            return sp.csr_matrix((len(docs), len(vocabulary)), dtype=np.int32)
+        word_grams = self._word_matrix(words.get_feature_names_out(), vocabulary, grow)
+        return (doc_words @ word_grams).tocsr()
+
+    def fit(self, raw_documents, y=None):
+        self.fit_transform(raw_documents)
+        return self
+
+    def fit_transform(self, raw_documents, y=None):
+        docs = list(raw_documents)
+        vocabulary: dict[str, int] = {}
+        counts = self._counts(docs, vocabulary, grow=True)
+        keep = np.ones(counts.shape[1], dtype=bool)
+        if self.min_df > 1:
+            keep &= np.bincount(counts.indices, minlength=counts.shape[1]) >= self.min_df
+        if self.max_features is not None and keep.sum() > self.max_features:
+            totals = np.asarray(counts.sum(axis=0)).ravel()
+            totals[~keep] = -1
+            keep = np.zeros_like(keep)
+            keep[np.argsort(-totals, kind="stable")[: self.max_features]] = True
+        # Alphabetical columns, as TfidfVectorizer has them, so the two are interchangeable.
+        grams = np.array(list(vocabulary), dtype=object)
+        kept = np.flatnonzero(keep)
+        kept = kept[np.argsort(grams[kept], kind="stable")]
+        if kept.size == 0:
+            raise ValueError("no character n-grams left after min_df; lower min_df")
+        self.vocabulary_ = {grams[j]: i for i, j in enumerate(kept)}
+        counts = counts[:, kept]
+        self._tfidf = TfidfTransformer(sublinear_tf=self.sublinear_tf)
+        return self._tfidf.fit_transform(counts).astype(self.dtype)
+
+    def transform(self, raw_documents):
+        check_is_fitted(self, "vocabulary_")
+        counts = self._counts(list(raw_documents), self.vocabulary_, grow=False)
+        return self._tfidf.transform(counts).astype(self.dtype)
+
+    def get_feature_names_out(self, input_features=None):
+        check_is_fitted(self, "vocabulary_")
+        names = np.empty(len(self.vocabulary_), dtype=object)
+        for g, i in self.vocabulary_.items():
+            names[i] = g
+        return names

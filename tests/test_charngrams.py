@@ -1,0 +1,48 @@
+"""WordCharTfidf must be interchangeable with scikit-learn's char_wb TfidfVectorizer."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from sklearn.feature_extraction.text import TfidfVectorizer
+
+from prodcat.text.charngrams import WordCharTfidf, word_char_ngrams
+
+DOCS = [
+    "console ps4 pro 1to noire manette incluse",
+    "manette sans fil pour ps4 noire",
+    "roman policier edition de poche tres bon etat",
+    "livre de poche roman",
+    "a b",  # words shorter than the n-gram size
+    "piscine gonflable   ronde 3m  bleu",
+    "",
+    "x",
+]
+
+
+@pytest.mark.parametrize("ngram_range,min_df,max_features",
+                         [((3, 5), 1, None), ((3, 5), 2, None), ((2, 4), 1, 40), ((1, 1), 1, None)])
+def test_same_matrix_and_columns_as_sklearn(ngram_range, min_df, max_features):
+    ref = TfidfVectorizer(analyzer="char_wb", ngram_range=ngram_range, min_df=min_df,
+                          max_features=max_features, lowercase=False, sublinear_tf=True, dtype=np.float32)
+    ours = WordCharTfidf(ngram_range=ngram_range, min_df=min_df, max_features=max_features)
+    a, b = ref.fit_transform(DOCS), ours.fit_transform(DOCS)
+    if max_features is None:  # ties in max_features may be broken differently; compare columns only then
+        assert list(ref.get_feature_names_out()) == list(ours.get_feature_names_out())
+        np.testing.assert_allclose(a.toarray(), b.toarray(), atol=1e-6)
+    else:
+        assert b.shape == (len(DOCS), max_features)
+    new = ["manette ps5 blanche", "", "roman"]
+    if max_features is None:
+        np.testing.assert_allclose(ref.transform(new).toarray(), ours.transform(new).toarray(), atol=1e-6)
+
+
+def test_word_ngrams_follow_sklearn_padding():
+    assert word_char_ngrams("ab", 3, 4) == [" ab", "ab ", " ab "]
+    assert word_char_ngrams("a", 3, 5) == [" a "]
+
+
+def test_transform_of_empty_batch_has_no_rows_set():
+    ours = WordCharTfidf().fit(DOCS)
+    out = ours.transform(["", "   "])
+    assert out.shape[0] == 2 and out.nnz == 0
