@@ -20,6 +20,9 @@ class CrossValResult:
     y: np.ndarray
     folds: np.ndarray  # fold number of each row
     fit_seconds: list[float]
+    #: Out-of-fold per-modality probabilities when the estimator has ``predict_modalities``:
+    #: ``text``, ``image`` and the ``has_image`` mask (image rows without a photo hold the prior).
+    modalities: dict[str, np.ndarray] | None = None
 
 
 def cross_val_proba(estimator, X: pd.DataFrame, y, *, folds: int = 5, seed: int = 0,
@@ -41,6 +44,7 @@ def cross_val_proba(estimator, X: pd.DataFrame, y, *, folds: int = 5, seed: int 
     proba = np.zeros((len(y), len(classes)), dtype=np.float64)
     fold_of = np.zeros(len(y), dtype=int)
     seconds = []
+    modalities: dict[str, np.ndarray] | None = None
     # Stratification warns about classes rarer than the fold count; they are handled below.
     import warnings
 
@@ -54,8 +58,19 @@ def cross_val_proba(estimator, X: pd.DataFrame, y, *, folds: int = 5, seed: int 
             warnings.filterwarnings("ignore", message="left out")
             model.fit(X.iloc[tr].reset_index(drop=True), y[tr], **(fit_params or {}))
         seconds.append(time.perf_counter() - t0)
-        p = model.predict_proba(X.iloc[te].reset_index(drop=True))
         cols = np.searchsorted(classes, np.asarray(model.classes_).astype(str))
+        if hasattr(model, "predict_modalities"):
+            parts = model.predict_modalities(X.iloc[te].reset_index(drop=True))
+            if parts.get("image") is not None:
+                if modalities is None:
+                    modalities = {"text": np.zeros_like(proba), "image": np.zeros_like(proba),
+                                  "has_image": np.zeros(len(y), dtype=bool)}
+                modalities["text"][np.ix_(te, cols)] = parts["text"]
+                modalities["image"][np.ix_(te, cols)] = parts["image"]
+                modalities["has_image"][te] = parts["has_image"]
+            p = parts["fused"]
+        else:
+            p = model.predict_proba(X.iloc[te].reset_index(drop=True))
         proba[np.ix_(te, cols)] = p
         fold_of[te] = i
-    return CrossValResult(classes, proba, y, fold_of, seconds)
+    return CrossValResult(classes, proba, y, fold_of, seconds, modalities)

@@ -32,6 +32,8 @@ FORMAT = "prodcat-bundle"
 FORMAT_VERSION = 1
 MANIFEST = "manifest.json"
 CLASSIFIER_PART = "classifier.joblib"
+#: Folder of a bundle holding the image encoder's ONNX export (laid out as the encoder cache).
+ENCODER_DIR = "encoders"
 #: Libraries whose pickles must come from the same minor version to load safely.
 PICKLE_LIBRARIES = ("sklearn", "numpy", "scipy")
 
@@ -82,6 +84,18 @@ def save_bundle(model, path: str | Path, *, training: dict | None = None, metric
     try:
         part = tmp / CLASSIFIER_PART
         joblib.dump(model, part, compress=3)
+        parts = {"classifier": {"file": CLASSIFIER_PART, "sha256": sha256_file(part),
+                                "bytes": part.stat().st_size}}
+        encoder = _image_encoder(model)
+        if encoder is not None:
+            # The ONNX export travels with the bundle, so a server without PyTorch can use it.
+            src = encoder.ensure_export()
+            dest = tmp / ENCODER_DIR / src.name
+            dest.parent.mkdir()
+            shutil.copyfile(src, dest)
+            shutil.copyfile(encoder.hash_path, dest.with_name(encoder.hash_path.name))
+            parts["image_encoder"] = {"file": f"{ENCODER_DIR}/{src.name}", "sha256": sha256_file(dest),
+                                      "bytes": dest.stat().st_size, "encoder": encoder.name}
         manifest = {
             "format": FORMAT,
             "format_version": FORMAT_VERSION,
@@ -92,11 +106,12 @@ def save_bundle(model, path: str | Path, *, training: dict | None = None, metric
             "threshold": model.threshold,
             "parameters": _jsonable_params(model),
             "dropped_classes": getattr(model, "dropped_classes_", {}),
+            "modalities": ["text"] + (["image"] if encoder is not None else []),
+            "fusion": getattr(model, "fusion_", None),
             "training": training or {},
             "metrics": metrics or {},
             "notes": notes or [],
-            "parts": {"classifier": {"file": CLASSIFIER_PART, "sha256": sha256_file(part),
-                                     "bytes": part.stat().st_size}},
+            "parts": parts,
         }
         (tmp / MANIFEST).write_text(json.dumps(manifest, indent=2, ensure_ascii=False), encoding="utf-8")
         if path.exists():
@@ -143,19 +158,33 @@ def read_manifest(path: str | Path) -> dict[str, Any]:
     return manifest
 
 
+def _image_encoder(model):
+    image = getattr(model, "image_", None)
+    return getattr(image, "encoder_", None) if image is not None else None
+
+
+def _checked_part(path: Path, manifest: dict, name: str) -> Path:
+    part = manifest.get("parts", {}).get(name, {})
+    fpath = path / str(part.get("file", ""))
+    if not part or not fpath.is_file():
+        raise BundleError(f"bundle {path} is incomplete: its {name} part is missing")
+    if sha256_file(fpath) != part.get("sha256"):
+        raise BundleError(f"bundle {path} was changed after it was saved: {fpath.name} does not match "
+                          "the sha256 in manifest.json; refusing to load it")
+    return fpath
+
+
 def load_bundle(path: str | Path):
     """Load a bundle; returns ``(classifier, manifest)``. Any change to a part is refused."""
     path = Path(path)
     manifest = read_manifest(path)
-    part = manifest.get("parts", {}).get("classifier", {})
-    fpath = path / str(part.get("file", CLASSIFIER_PART))
-    if not fpath.is_file():
-        raise BundleError(f"bundle {path} is incomplete: {fpath.name} is missing")
-    if sha256_file(fpath) != part.get("sha256"):
-        raise BundleError(f"bundle {path} was changed after it was saved: {fpath.name} does not match "
-                          "the sha256 in manifest.json; refusing to load it")
+    fpath = _checked_part(path, manifest, "classifier")
     try:
         model = joblib.load(fpath)
     except Exception as exc:  # a matching hash makes this unlikely; still never a raw traceback
         raise BundleError(f"cannot load {fpath}: {exc}") from None
+    encoder = _image_encoder(model)
+    if encoder is not None:
+        _checked_part(path, manifest, "image_encoder")
+        encoder.cache_dir = str(path.resolve())  # run the export shipped in the bundle
     return model, manifest

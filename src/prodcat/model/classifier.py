@@ -9,11 +9,15 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 from sklearn.base import BaseEstimator, ClassifierMixin, clone
+from sklearn.model_selection import StratifiedKFold
 from sklearn.utils.validation import check_is_fitted
+from tqdm.auto import tqdm
 
 from prodcat.data.catalog import FEATURE_COLUMNS, label_to_code
 from prodcat.data.taxonomy import Taxonomy
-from prodcat.errors import DataError
+from prodcat.errors import ConfigError, DataError
+from prodcat.fusion.early import EarlyFusion
+from prodcat.fusion.fusers import LateFusion, StackedFusion, cross_val_fused, log_loss_of
 from prodcat.text.model import TextClassifier
 
 
@@ -42,24 +46,45 @@ def top_k_indices(proba: np.ndarray, k: int) -> np.ndarray:
     return np.take_along_axis(part, order, axis=1)
 
 
+FUSIONS = ("auto", "late", "stack", "early")
+
+
 class Classifier(ClassifierMixin, BaseEstimator):
-    """Listing → category probabilities, with the taxonomy to name them.
+    """Listing → category probabilities, from its text and, when given a model for it, its photo.
 
     Parameters
     ----------
     text : estimator, default ``TextClassifier()``
         The text model; any estimator with ``fit``/``predict_proba`` over a Catalog frame.
+    image : ImageClassifier or None
+        The image model; None trains a text-only classifier.
+    fusion : {"auto", "late", "stack", "early"}
+        How text and image probabilities are combined on listings that have both (see
+        :mod:`prodcat.fusion`). ``auto`` picks the fusion with the lowest out-of-fold log loss.
+    fusion_cv : int or "auto"
+        Folds used to produce the out-of-fold probabilities the fusion learns from ("auto": 3;
+        every fold is one more fit of each model).
     threshold : float
         Confidence at or above which a prediction may be filed without review.
     min_class_count : int
         Classes with fewer training listings are left out (and recorded): a category seen once
         cannot be calibrated or cross-validated.
+    min_images : int
+        Fewer usable labelled photos than this and the image model is left out (with a warning).
     """
 
-    def __init__(self, text=None, threshold=0.8, min_class_count=3):
+    def __init__(self, text=None, image=None, fusion="auto", fusion_cv="auto", threshold=0.8,
+                 min_class_count=3, min_images=30, random_state=0):
         self.text = text
+        self.image = image
+        self.fusion = fusion
+        self.fusion_cv = fusion_cv
         self.threshold = threshold
         self.min_class_count = min_class_count
+        self.min_images = min_images
+        self.random_state = random_state
+
+    # Fitting -----------------------------------------------------------------------------------
 
     def fit(self, X, y, taxonomy: Taxonomy | None = None):
         X = as_listings(X)
@@ -74,17 +99,129 @@ class Classifier(ClassifierMixin, BaseEstimator):
         if keep.sum() == 0 or y[keep].nunique() < 2:
             raise DataError("training needs at least two categories with "
                             f"{self.min_class_count} or more labelled listings each")
+        if self.fusion not in FUSIONS:
+            raise ConfigError(f"unknown fusion {self.fusion!r}; choose one of {', '.join(FUSIONS)}")
         self.dropped_classes_ = {str(k): int(v) for k, v in rare.items()}
-        self.text_ = clone(self.text if self.text is not None else TextClassifier())
-        self.text_.fit(X[keep].reset_index(drop=True), y[keep].to_numpy())
-        self.classes_ = np.asarray(self.text_.classes_, dtype=object)
+        X = X[keep].reset_index(drop=True)
+        y = y[keep].to_numpy().astype(str)
+        self.classes_ = np.unique(y).astype(object)
         self.taxonomy_ = (taxonomy or Taxonomy()).extended(self.classes_)
-        self.n_train_ = int(keep.sum())
+        self.n_train_ = len(y)
+        self.image_ = self.fuser_ = self.early_ = None
+        self.fusion_ = None
+        images = self._embed_for_fit(X, y)
+        if images is not None:
+            self._fit_fusion(X, y, images)
+        self.text_ = clone(self.text if self.text is not None else TextClassifier())
+        self.text_.fit(X, y)
+        if images is not None:
+            self.image_ = clone(self.image).fit_embeddings(images.embeddings, images.ok, y)
+            if self.fusion_["method"] == "early":
+                self.early_ = EarlyFusion(random_state=self.random_state).fit(
+                    self.text_, self.image_, X, images, y)
         return self
 
-    def predict_proba(self, X) -> np.ndarray:
+    def _embed_for_fit(self, X, y):
+        """Embeddings of the training photos, or None when the image model cannot be used."""
+        if self.image is None:
+            return None
+        images = self.image.embed(X)
+        n_ok = int(images.ok.sum())
+        classes_with_photos = np.unique(y[images.ok]).size
+        if n_ok < self.min_images or classes_with_photos < 2:
+            warnings.warn(f"image model left out: {n_ok} usable labelled photos in "
+                          f"{classes_with_photos} categories (need {self.min_images} in 2+)", stacklevel=3)
+            return None
+        return images
+
+    def _folds(self) -> int:
+        return 3 if self.fusion_cv == "auto" else int(self.fusion_cv)
+
+    def _fit_fusion(self, X, y, images) -> None:
+        """Out-of-fold text and image probabilities on the listings with photos → a fuser."""
+        ok = images.ok
+        folds = self._folds()
+        skf = StratifiedKFold(n_splits=folds, shuffle=True, random_state=self.random_state)
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message="The least populated class")
+            splits = list(skf.split(np.zeros(len(y)), y))
+        p_text = np.zeros((len(y), len(self.classes_)))
+        p_image = np.zeros_like(p_text)
+        p_early = np.zeros_like(p_text) if self.fusion in ("early", "auto") else None
+        for tr, te in tqdm(splits, desc="fusion folds", unit="fold", disable=len(y) < 5000):
+            te = te[ok[te]]  # only listings with a photo are fused
+            if te.size == 0:
+                continue
+            text = clone(self.text if self.text is not None else TextClassifier()).fit(X.iloc[tr], y[tr])
+            image = clone(self.image).fit_embeddings(images.embeddings[tr], ok[tr], y[tr])
+            p_text[te] = self._columns(text, text.predict_proba(X.iloc[te]))
+            p_image[te] = self._columns(image, image.proba_from_embeddings(images.embeddings[te], ok[te]))
+            if p_early is not None:
+                early = EarlyFusion(random_state=self.random_state).fit(text, image, X.iloc[tr],
+                                                                        images.subset(tr), y[tr])
+                p_early[te] = self._columns(early, early.predict_proba(X.iloc[te], images.subset(te)))
+        rows = np.flatnonzero(ok)
+        y_idx = np.searchsorted(self.classes_.astype(str), y[rows])
+        oof = [p_text[rows], p_image[rows]]
+        candidates = {}
+        if self.fusion in ("late", "auto"):
+            candidates["late"] = (LateFusion(), cross_val_fused(LateFusion(), oof, y_idx, self.random_state))
+        if self.fusion in ("stack", "auto"):
+            candidates["stack"] = (StackedFusion(), cross_val_fused(StackedFusion(), oof, y_idx, self.random_state))
+        if p_early is not None:
+            candidates["early"] = (None, p_early[rows])
+        scores = {name: log_loss_of(p, y_idx) for name, (_, p) in candidates.items()}
+        scores["text"] = log_loss_of(oof[0], y_idx)
+        scores["image"] = log_loss_of(oof[1], y_idx)
+        chosen = min((name for name in candidates), key=scores.get)
+        fuser = candidates[chosen][0]
+        if fuser is not None:
+            self.fuser_ = fuser.fit(oof, y_idx)
+        accuracy = {name: float((p.argmax(axis=1) == y_idx).mean()) for name, (_, p) in candidates.items()}
+        accuracy["text"] = float((oof[0].argmax(axis=1) == y_idx).mean())
+        accuracy["image"] = float((oof[1].argmax(axis=1) == y_idx).mean())
+        self.fusion_ = {"method": chosen, "requested": self.fusion, "folds": folds,
+                        "n_fused": int(ok.sum()), "oof_log_loss": scores, "oof_accuracy": accuracy,
+                        **({"fuser": self.fuser_.describe()} if self.fuser_ is not None else {})}
+
+    def _columns(self, model, proba: np.ndarray) -> np.ndarray:
+        """A fold model may know fewer classes than the whole set: place its columns."""
+        out = np.zeros((proba.shape[0], len(self.classes_)))
+        out[:, np.searchsorted(self.classes_.astype(str), np.asarray(model.classes_).astype(str))] = proba
+        return out
+
+    # Predicting --------------------------------------------------------------------------------
+
+    def predict_modalities(self, X) -> dict[str, np.ndarray | None]:
+        """Per-modality and fused probabilities.
+
+        Returns ``text``, ``image`` (None for a text-only model; rows without a usable photo hold
+        the image model's class prior), ``has_image`` (bool mask), ``has_text`` and ``fused``
+        (what :meth:`predict_proba` answers).
+        """
         check_is_fitted(self, "text_")
-        return self.text_.predict_proba(as_listings(X))
+        X = as_listings(X)
+        has_text = ((X["title"].str.strip() != "") | (X["description"].str.strip() != "")).to_numpy()
+        p_text = self.text_.predict_proba(X)
+        if self.image_ is None:
+            return {"text": p_text, "image": None, "has_image": np.zeros(len(X), bool),
+                    "has_text": has_text, "fused": p_text}
+        images = self.image_.embed(X, warn=False)
+        ok = images.ok
+        p_image = self._columns(self.image_, self.image_.proba_from_embeddings(images.embeddings, ok))
+        fused = p_text.copy()
+        both = ok & has_text
+        if both.any():
+            if self.early_ is not None:
+                fused[both] = self._columns(self.early_, self.early_.predict_proba(X[both], images.subset(both)))
+            else:
+                fused[both] = self.fuser_.predict_proba([p_text[both], p_image[both]])
+        only_image = ok & ~has_text
+        fused[only_image] = p_image[only_image]
+        return {"text": p_text, "image": p_image, "has_image": ok, "has_text": has_text, "fused": fused}
+
+    def predict_proba(self, X) -> np.ndarray:
+        return self.predict_modalities(X)["fused"]
 
     def predict(self, X) -> np.ndarray:
         return self.classes_[np.argmax(self.predict_proba(X), axis=1)]

@@ -1,0 +1,65 @@
+"""A linear SVM whose one-vs-rest problems are solved on all cores.
+
+``LinearSVC`` solves its K one-vs-rest problems one after the other on one core. liblinear
+releases the GIL, so solving them in threads uses every core while sharing one copy of the
+feature matrix. Each binary problem is set up exactly as liblinear's own multi-class loop does
+(positives weighted by their class weight, negatives by 1), so the model is the same one
+``LinearSVC`` would fit, up to solver tolerance.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import scipy.sparse as sp
+from joblib import Parallel, delayed, effective_n_jobs
+from sklearn.base import BaseEstimator, ClassifierMixin
+from sklearn.svm import LinearSVC
+from sklearn.utils.class_weight import compute_class_weight
+from sklearn.utils.validation import check_is_fitted
+
+
+def _fit_one(X, positive, C, weight, tol, max_iter, random_state):
+    svm = LinearSVC(C=C, class_weight={1: weight, 0: 1.0}, tol=tol, max_iter=max_iter,
+                    random_state=random_state)
+    svm.fit(X, positive.astype(np.int8))
+    return svm.coef_.ravel().astype(np.float32), float(svm.intercept_[0])
+
+
+class ThreadedLinearSVC(ClassifierMixin, BaseEstimator):
+    def __init__(self, C=0.5, class_weight="balanced", tol=1e-3, max_iter=1000, random_state=0,
+                 n_jobs=-1):
+        self.C = C
+        self.class_weight = class_weight
+        self.tol = tol
+        self.max_iter = max_iter
+        self.random_state = random_state
+        self.n_jobs = n_jobs
+
+    def fit(self, X, y):
+        y = np.asarray(y)
+        self.classes_ = np.unique(y)
+        if len(self.classes_) < 2:
+            raise ValueError("ThreadedLinearSVC needs at least two classes")
+        weights = (compute_class_weight(self.class_weight, classes=self.classes_, y=y)
+                   if self.class_weight is not None else np.ones(len(self.classes_)))
+        # One float64 CSR shared by every thread (LinearSVC would otherwise convert per call).
+        X = sp.csr_matrix(X, dtype=np.float64) if sp.issparse(X) else np.asarray(X, dtype=np.float64)
+        classes = self.classes_ if len(self.classes_) > 2 else self.classes_[1:]
+        results = Parallel(n_jobs=min(effective_n_jobs(self.n_jobs), len(classes)), prefer="threads")(
+            delayed(_fit_one)(X, y == c, self.C, w, self.tol, self.max_iter, self.random_state)
+            for c, w in zip(classes, weights[-len(classes):], strict=True))
+        self.coef_ = np.vstack([r[0] for r in results])
+        self.intercept_ = np.array([r[1] for r in results], dtype=np.float32)
+        self.n_features_in_ = X.shape[1]
+        return self
+
+    def decision_function(self, X):
+        check_is_fitted(self, "coef_")
+        scores = np.asarray(X @ self.coef_.T) + self.intercept_
+        return scores.ravel() if len(self.classes_) == 2 else scores
+
+    def predict(self, X):
+        scores = self.decision_function(X)
+        if scores.ndim == 1:
+            return self.classes_[(scores > 0).astype(int)]
+        return self.classes_[np.argmax(scores, axis=1)]
