@@ -48,11 +48,11 @@ def test_transform_of_empty_batch_has_no_rows_set():
     assert out.shape[0] == 2 and out.nnz == 0
 
 
-def test_threaded_svm_fits_the_same_model_as_linear_svc():
+def test_parallel_svm_fits_the_same_model_as_linear_svc():
     from sklearn.feature_extraction.text import TfidfVectorizer
     from sklearn.svm import LinearSVC
 
-    from prodcat.text.svm import ThreadedLinearSVC
+    from prodcat.text.svm import ParallelLinearSVC
 
     rng = np.random.default_rng(0)
     vocab = {c: [f"{c}{i}" for i in range(12)] for c in "abcd"}
@@ -63,13 +63,13 @@ def test_threaded_svm_fits_the_same_model_as_linear_svc():
         y.append(c)
     X = TfidfVectorizer().fit_transform(docs)
     ref = LinearSVC(C=0.5, class_weight="balanced", tol=1e-6, max_iter=10000).fit(X, y)
-    ours = ThreadedLinearSVC(C=0.5, class_weight="balanced", tol=1e-6, max_iter=10000, n_jobs=2).fit(X, y)
+    ours = ParallelLinearSVC(C=0.5, class_weight="balanced", tol=1e-6, max_iter=10000, n_jobs=2).fit(X, y)
     assert list(ours.classes_) == list(ref.classes_)
     np.testing.assert_allclose(ours.coef_, ref.coef_, atol=1e-3)
     np.testing.assert_allclose(ours.decision_function(X), ref.decision_function(X), atol=1e-3)
     # Two classes: one decision column, as LinearSVC has.
     two = np.isin(y, ["a", "b"])
     ref2 = LinearSVC(C=0.5, tol=1e-6, max_iter=10000).fit(X[two], np.array(y)[two])
-    ours2 = ThreadedLinearSVC(C=0.5, class_weight=None, tol=1e-6, max_iter=10000).fit(X[two], np.array(y)[two])
+    ours2 = ParallelLinearSVC(C=0.5, class_weight=None, tol=1e-6, max_iter=10000).fit(X[two], np.array(y)[two])
     np.testing.assert_allclose(ours2.decision_function(X[two]), ref2.decision_function(X[two]), atol=1e-3)
     assert (ours2.predict(X[two]) == ref2.predict(X[two])).all()

@@ -40,7 +40,8 @@ def data_options(fn):
 
 
 MODEL_DEFAULTS = {"head": "linear-svm", "C": None, "class_weight": True, "calibration": "auto",
-                  "max_description_chars": 1000, "threshold": 0.8, "seed": 0}
+                  "max_description_chars": 1000, "threshold": 0.8, "seed": 0,
+                  "image_encoder": "auto", "image_head": "logistic", "fusion": "auto", "unlabelled": None}
 DATA_DEFAULTS = {"fmt": "auto", "split": None, "level": None, "title_col": None, "description_col": None,
                  "image_col": None, "label_col": None, "id_col": None, "image_root": None,
                  "categories": None, "encoding": "utf-8"}
@@ -64,6 +65,17 @@ def model_options(fn):
         click.option("--threshold", type=float, default=d["threshold"], show_default=True,
                      help="confidence needed to file a listing without review"),
         click.option("--seed", type=int, default=d["seed"], show_default=True),
+        click.option("--image-encoder", default=d["image_encoder"], show_default=True,
+                     help="auto (efficientnet-lite0 when the data has photos and the encoder is "
+                          "installed), none, or an encoder name: efficientnet-lite0/1/2"),
+        click.option("--image-head", default=d["image_head"], show_default=True,
+                     help="image classifier head: logistic or mlp"),
+        click.option("--unlabelled", default=None, type=click.Path(),
+                     help="unlabelled listings with photos (any format): their photos teach the image "
+                          "model under confident text pseudo-labels"),
+        click.option("--fusion", default=d["fusion"], show_default=True,
+                     type=click.Choice(["auto", "late", "stack", "early"]),
+                     help="how text and image are combined; auto picks by cross-validation"),
     ]
     for opt in reversed(options):
         fn = opt(fn)
@@ -82,7 +94,9 @@ def read_data(path, fmt, split, level, title_col, description_col, image_col, la
     return catalog
 
 
-def build_classifier(head, C, class_weight, calibration, max_description_chars, threshold, seed):
+def build_classifier(head, C, class_weight, calibration, max_description_chars, threshold, seed,
+                     image_encoder="none", image_head="logistic", fusion="auto", unlabelled=None,
+                     catalog=None):
     from prodcat.model import Classifier
     from prodcat.text import TextClassifier
 
@@ -91,7 +105,43 @@ def build_classifier(head, C, class_weight, calibration, max_description_chars, 
     text = TextClassifier(head=head, C=C, class_weight="balanced" if class_weight else None,
                           calibration=calibration, max_description_chars=max_description_chars,
                           random_state=seed)
-    return Classifier(text=text, threshold=threshold)
+    image = _image_model(image_encoder, image_head, seed, catalog)
+    return Classifier(text=text, image=image, fusion=fusion, threshold=threshold, random_state=seed)
+
+
+def fit_params(model, unlabelled: str | None) -> dict:
+    """``fit`` keyword arguments: the unlabelled listings, when given and useful to ``model``."""
+    if unlabelled is None:
+        return {}
+    if model.image is None:
+        echo("note: --unlabelled only teaches the image model, and there is none; ignoring it")
+        return {}
+    from prodcat.data import read_catalog
+
+    catalog = read_catalog(unlabelled)
+    echo(f"read {catalog.source} ({catalog.format}) as unlabelled: {catalog.report.summary()}")
+    return {"unlabelled": catalog.X}
+
+
+def _image_model(encoder: str, head: str, seed: int, catalog):
+    """The image model asked for, or None; ``auto`` quietly falls back to text only."""
+    if encoder == "none":
+        return None
+    has_photos = catalog is not None and catalog.frame["image"].notna().any()
+    if encoder == "auto" and not has_photos:
+        return None
+    from prodcat.image import ImageClassifier, ImageError, create_encoder
+
+    name = "efficientnet-lite0" if encoder == "auto" else encoder
+    try:
+        create_encoder(name).ensure_export()
+        import onnxruntime  # noqa: F401  (the encoder runs on it)
+    except (ImageError, ImportError) as exc:
+        if encoder != "auto":
+            raise ConfigError(f"image encoder {name} is unavailable: {exc}") from None
+        echo(f"note: image modality unavailable ({exc}); training on text only")
+        return None
+    return ImageClassifier(encoder=name, head=head, random_state=seed)
 
 
 def echo(msg: str = "", **kw) -> None:
@@ -135,12 +185,14 @@ def train(data, out, cv, **kwargs):
     labelled = catalog.labelled()
     if len(labelled) == 0:
         raise DataError(f"{data} has no labelled listings to train on")
-    model = build_classifier(**model_kw)
+    model = build_classifier(**model_kw, catalog=labelled)
+    extra = fit_params(model, model_kw["unlabelled"])
     folds = _cv_folds(cv, labelled)
     metrics = {}
     if folds:
         t0 = time.perf_counter()
-        res = cross_val_proba(model, labelled.X, labelled.y, folds=folds, seed=model_kw["seed"])
+        res = cross_val_proba(model, labelled.X, labelled.y, folds=folds, seed=model_kw["seed"],
+                              fit_params=extra)
         cvm = compute_metrics(res.y, res.proba, list(res.classes), labelled.taxonomy)
         metrics["cv"] = {"folds": folds, "seconds": round(time.perf_counter() - t0, 1),
                          **{k: cvm[k] for k in ("n", "weighted_f1", "macro_f1", "accuracy", "top3_accuracy",
@@ -151,7 +203,7 @@ def train(data, out, cv, **kwargs):
     t0 = time.perf_counter()
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        model.fit(labelled.X, labelled.y, taxonomy=labelled.taxonomy)
+        model.fit(labelled.X, labelled.y, taxonomy=labelled.taxonomy, **extra)
     for w in caught:
         echo(f"warning: {w.message}")
     seconds = time.perf_counter() - t0
@@ -182,12 +234,16 @@ def _cv_folds(cv: str, catalog) -> int:
 @click.option("--data", required=True, type=click.Path(), help="labelled evaluation data")
 @click.option("--out", required=True, type=click.Path(), help="report folder to write")
 @click.option("--cv", "cv", type=int, default=0, help="cross-validate a new model on --data instead")
+@click.option("--robustness/--no-robustness", default=None,
+              help="also score the bundle with perturbed photos and without descriptions "
+                   "[default: on when the model has an image modality; skipped with --cv]")
 @data_options
 @model_options
-def evaluate(model_dir, data, out, cv, **kwargs):
+def evaluate(model_dir, data, out, cv, robustness, **kwargs):
     """Evaluate a bundle on labelled data, or cross-validate on one data set (--cv 5)."""
     from prodcat.evaluation import compute_metrics, write_report
     from prodcat.evaluation.crossval import cross_val_proba
+    from prodcat.evaluation.modalities import modality_metrics, modality_sections
     from prodcat.model import load_bundle
 
     data_kw, model_kw = _split_data_kwargs(kwargs), _split_model_kwargs(kwargs)
@@ -202,22 +258,49 @@ def evaluate(model_dir, data, out, cv, **kwargs):
         raise DataError(f"{data} has no labelled listings: evaluation needs labels")
     if model_dir is not None:
         model, manifest = load_bundle(model_dir)
-        proba = _predict_in_chunks(model, labelled.X)
-        metrics = compute_metrics(labelled.y.to_numpy(), proba, [str(c) for c in model.classes_],
-                                  model.taxonomy_.extended(labelled.taxonomy.categories))
+        parts = _modalities_in_chunks(model, labelled.X)
+        y, classes = labelled.y.to_numpy(), [str(c) for c in model.classes_]
+        taxonomy = model.taxonomy_.extended(labelled.taxonomy.categories)
+        metrics = compute_metrics(y, parts["fused"], classes, taxonomy)
         metrics["model"] = {"path": str(model_dir), "created_at": manifest.get("created_at"),
-                            "training_fingerprint": manifest.get("training", {}).get("fingerprint")}
+                            "training_fingerprint": manifest.get("training", {}).get("fingerprint"),
+                            "fusion": manifest.get("fusion")}
         title = f"prodcat evaluation of {Path(model_dir).name} on {Path(data).name}"
     else:
-        model = build_classifier(**model_kw)
-        res = cross_val_proba(model, labelled.X, labelled.y, folds=cv, seed=model_kw["seed"])
-        metrics = compute_metrics(res.y, res.proba, list(res.classes), labelled.taxonomy)
+        model = build_classifier(**model_kw, catalog=labelled)
+        res = cross_val_proba(model, labelled.X, labelled.y, folds=cv, seed=model_kw["seed"],
+                              fit_params=fit_params(model, model_kw["unlabelled"]))
+        y, classes, taxonomy = res.y, list(res.classes), labelled.taxonomy
+        metrics = compute_metrics(y, res.proba, classes, taxonomy)
         metrics["cv"] = {"folds": cv, "fold_scores": _fold_scores(res), "fit_seconds": res.fit_seconds,
                          "parameters": {k: v for k, v in model_kw.items()}}
+        parts = {"fused": res.proba, **(res.modalities or {})}
         title = f"prodcat {cv}-fold cross-validation on {Path(data).name}"
+    sections = []
+    if parts.get("image") is not None:
+        metrics["modalities"] = modality_metrics(y, parts["fused"], parts["text"], parts["image"],
+                                                 parts["has_image"], classes, taxonomy)
+        sections = modality_sections(metrics["modalities"])
+    # Robustness re-scores one fitted model with perturbed inputs: the bundle. Under --cv it is
+    # skipped (five more fits would double the run for a number the bundle gives directly).
+    image_model = getattr(model, "image_" if model_dir is not None else "image", None)
+    if robustness is not False and image_model is not None:
+        from prodcat.evaluation.robustness import robustness_metrics, robustness_section
+
+        if model_dir is not None:
+            metrics["robustness"] = robustness_metrics(model, labelled.X, y, seed=model_kw["seed"],
+                                                       taxonomy=taxonomy)
+        else:
+            metrics["robustness"] = {"skipped": "needs one fitted model: run evaluate --model on a "
+                                                "bundle to measure it"}
+            if robustness:
+                echo(f"note: robustness skipped under --cv ({metrics['robustness']['skipped']})")
+        sections.append(robustness_section(metrics["robustness"]))
+    elif robustness:
+        echo("note: robustness skipped: the model has no image modality")
     metrics["data"] = {"source": catalog.source, "format": catalog.format,
                        "read_report": catalog.report.to_dict()}
-    paths = write_report(metrics, out, title=title)
+    paths = write_report(metrics, out, title=title, extra_sections=sections)
     echo(f"n={metrics['n']}  weighted F1 {metrics['weighted_f1']:.4f}  macro F1 {metrics['macro_f1']:.4f}  "
          f"accuracy {metrics['accuracy']:.4f}  top-3 {metrics['top3_accuracy']:.4f}  ECE {metrics['ece']:.4f}")
     if metrics["unseen_labels"]["count"]:
@@ -245,16 +328,18 @@ def _fold_scores(res) -> list[dict]:
     return scores
 
 
-def _predict_in_chunks(model, X, chunk: int = 4096):
+def _modalities_in_chunks(model, X, chunk: int = 4096) -> dict:
+    """``model.predict_modalities`` over ``X`` in chunks, with a progress bar."""
     import numpy as np
     from tqdm.auto import tqdm
 
     parts = []
     with tqdm(total=len(X), desc="predicting", unit="listing", disable=len(X) <= chunk, file=sys.stderr) as bar:
         for start in range(0, len(X), chunk):
-            parts.append(model.predict_proba(X.iloc[start:start + chunk]))
+            parts.append(model.predict_modalities(X.iloc[start:start + chunk]))
             bar.update(min(chunk, len(X) - start))
-    return np.vstack(parts)
+    return {k: (None if parts[0][k] is None else np.concatenate([p[k] for p in parts]))
+            for k in parts[0]}
 
 
 @cli.command()
@@ -285,16 +370,25 @@ def predict(model_dir, title, description, image, top_k, as_json, data, out, **k
         if not title.strip() and not description.strip():
             raise DataError("the listing needs a title or a description")
         t0 = time.perf_counter()
-        top = model.predict_top_k({"title": title, "description": description, "image": image}, top_k)[0]
+        parts = model.predict_modalities({"title": title, "description": description, "image": image})
         ms = (time.perf_counter() - t0) * 1000
+        top = model.describe(parts["fused"], top_k)[0]
+        by_modality = {"text": model.describe(parts["text"], top_k)[0]}
+        if parts["image"] is not None:
+            by_modality["image"] = model.describe(parts["image"], top_k)[0] if parts["has_image"][0] else None
         needs_review = top[0]["probability"] < model.threshold
         if as_json:
-            click.echo(json.dumps({"top_k": top, "needs_review": needs_review, "threshold": model.threshold,
-                                   "latency_ms": round(ms, 2)}, ensure_ascii=False, indent=2))
+            click.echo(json.dumps({"top_k": top, "modalities": by_modality, "needs_review": needs_review,
+                                   "threshold": model.threshold, "latency_ms": round(ms, 2)},
+                                  ensure_ascii=False, indent=2))
             return
         for rank, p in enumerate(top, 1):
             bar = "█" * int(round(p["probability"] * 20))
-            click.echo(f"{rank}. {p['code']:>8}  {p['name'][:40]:<40} {p['probability']:6.1%} {bar}")
+            label = p["name"] if p["name"] == p["code"] else f"{p['name']} ({p['code']})"
+            click.echo(f"{rank}. {label[:50]:<50} {p['probability']:6.1%} {bar}")
+        for name, answer in by_modality.items():
+            said = f"{answer[0]['name']} ({answer[0]['probability']:.0%})" if answer else "no usable photo"
+            click.echo(f"   {name} alone: {said}")
         click.echo("needs review" if needs_review else f"confident (≥ {model.threshold:.0%})")
         return
     catalog = read_data(data, **data_kw)
@@ -396,6 +490,82 @@ def explore(data, out, image_sample, seed, **kwargs):
     for section, reason in exploration["skipped"].items():
         echo(f"note: {section} left out: {reason}")
     echo(f"report: {paths['report_html']}")
+
+
+@cli.command()
+@click.option("--model", "model_dir", required=True, type=click.Path(), help="bundle to serve")
+@click.option("--host", default="127.0.0.1", show_default=True, help="address to listen on")
+@click.option("--port", type=click.IntRange(1, 65535), default=8000, show_default=True)
+@click.option("--workers", type=click.IntRange(1, 64), default=1, show_default=True,
+              help="processes, each with its own copy of the model")
+@click.option("--api-key-file", type=click.Path(), default=None,
+              help="file with one API key per line (also PRODCAT_API_KEYS=k1,k2); none: open API")
+@click.option("--max-batch", type=click.IntRange(1, 10_000), default=64, show_default=True,
+              help="most listings per /v1/predict/batch request")
+@click.option("--max-image-mb", type=click.FloatRange(0.01, 100), default=8.0, show_default=True,
+              help="largest photo accepted")
+@click.option("--access-log/--no-access-log", default=False, show_default=True,
+              help="log every request")
+@click.option("--log-level", default="info", show_default=True,
+              type=click.Choice(["critical", "error", "warning", "info", "debug"]))
+def serve(model_dir, host, port, workers, api_key_file, max_batch, max_image_mb, access_log, log_level):
+    """Serve a bundle over HTTP: POST /v1/predict, /v1/predict/batch, docs at /docs."""
+    try:
+        from prodcat.serving import ModelService, ServingSettings, read_api_keys
+        from prodcat.serving.server import run_server
+    except ImportError as exc:
+        raise ConfigError(f"serving needs the 'serve' extra: pip install 'prodcat[serve]' ({exc})") from None
+
+    keys = read_api_keys(api_key_file)
+    image_bytes = int(max_image_mb * 1024 * 1024)
+    settings = ServingSettings(model_dir=str(model_dir), max_batch=max_batch, max_image_bytes=image_bytes,
+                               max_body_bytes=max(16 * 1024 * 1024, 2 * image_bytes), api_key_digests=keys)
+    # Loaded here (once workers == 1) so a bad bundle is one clear error before the port opens.
+    service = ModelService.load(model_dir) if workers == 1 else None
+    if service is None:
+        from prodcat.model import read_manifest
+
+        read_manifest(model_dir)
+    echo(f"serving {model_dir} on http://{host}:{port} (docs at /docs; "
+         f"{'API keys required' if keys else 'no API key required'})")
+    run_server(settings, host=host, port=port, workers=workers, log_level=log_level,
+               access_log=access_log, service=service)
+
+
+@cli.command()
+@click.option("--model", "model_dir", required=True, type=click.Path(), help="bundle to use")
+@click.option("--report", "report_dir", type=click.Path(), default=None,
+              help="evaluation report folder for the model page [MODEL_DIR/report if present]")
+@click.option("--host", default="127.0.0.1", show_default=True, help="address to listen on")
+@click.option("--port", type=click.IntRange(1, 65535), default=8501, show_default=True)
+@click.option("--max-image-mb", type=click.IntRange(1, 100), default=8, show_default=True,
+              help="largest photo accepted")
+def ui(model_dir, report_dir, host, port, max_image_mb):
+    """Start the seller web app (Streamlit) for a bundle."""
+    import importlib.util
+
+    from prodcat.model import read_manifest
+
+    if importlib.util.find_spec("streamlit") is None:
+        raise ConfigError("the web app needs the 'ui' extra: pip install 'prodcat[ui]'")
+    read_manifest(model_dir)  # a missing or incompatible bundle is one clear error, here
+    if report_dir is not None and not Path(report_dir).is_dir():
+        raise DataError(f"--report {report_dir} is not a folder")
+    from prodcat.ui.launch import IMAGE_BYTES_ENV, MODEL_ENV, REPORT_ENV, streamlit_command
+
+    env = dict(os.environ)
+    env[MODEL_ENV] = str(Path(model_dir).resolve())
+    env[IMAGE_BYTES_ENV] = str(max_image_mb * 1024 * 1024)
+    if report_dir is not None:
+        env[REPORT_ENV] = str(Path(report_dir).resolve())
+    else:
+        env.pop(REPORT_ENV, None)
+    cmd = streamlit_command(host=host, port=port, max_upload_mb=max_image_mb)
+    echo(f"web app for {model_dir} on http://{host}:{port}")
+    sys.stdout.flush()
+    sys.stderr.flush()
+    # Become the Streamlit server: signals (Ctrl-C, SIGTERM) then reach it directly.
+    os.execve(cmd[0], cmd, env)
 
 
 def _show_warning(message, category, filename, lineno, file=None, line=None):

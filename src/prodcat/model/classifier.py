@@ -71,10 +71,15 @@ class Classifier(ClassifierMixin, BaseEstimator):
         cannot be calibrated or cross-validated.
     min_images : int
         Fewer usable labelled photos than this and the image model is left out (with a warning).
+    pseudo_label_threshold : float
+        With ``unlabelled`` listings passed to :meth:`fit`, their photos are added to the image
+        model's training set under the text model's answer when it is at least this confident.
+        Marketplaces have far more unlabelled listings than labelled ones; the text model is the
+        stronger one, and its confident answers are rarely wrong (see the coverage table).
     """
 
     def __init__(self, text=None, image=None, fusion="auto", fusion_cv="auto", threshold=0.8,
-                 min_class_count=3, min_images=30, random_state=0):
+                 min_class_count=3, min_images=30, pseudo_label_threshold=0.9, random_state=0):
         self.text = text
         self.image = image
         self.fusion = fusion
@@ -82,11 +87,14 @@ class Classifier(ClassifierMixin, BaseEstimator):
         self.threshold = threshold
         self.min_class_count = min_class_count
         self.min_images = min_images
+        self.pseudo_label_threshold = pseudo_label_threshold
         self.random_state = random_state
 
     # Fitting -----------------------------------------------------------------------------------
 
-    def fit(self, X, y, taxonomy: Taxonomy | None = None):
+    def fit(self, X, y, taxonomy: Taxonomy | None = None, unlabelled=None):
+        """Fit on labelled listings ``X``, ``y``; ``unlabelled`` listings (any frame with photos)
+        only teach the image model, through confident text pseudo-labels."""
         X = as_listings(X)
         y = pd.Series([label_to_code(v) for v in np.asarray(y, dtype=object)], dtype=object)
         known = y.notna().to_numpy()
@@ -110,12 +118,15 @@ class Classifier(ClassifierMixin, BaseEstimator):
         self.image_ = self.fuser_ = self.early_ = None
         self.fusion_ = None
         images = self._embed_for_fit(X, y)
+        extra = self._embed_unlabelled(unlabelled) if images is not None else None
         if images is not None:
-            self._fit_fusion(X, y, images)
+            self._fit_fusion(X, y, images, extra)
         self.text_ = clone(self.text if self.text is not None else TextClassifier())
         self.text_.fit(X, y)
         if images is not None:
-            self.image_ = clone(self.image).fit_embeddings(images.embeddings, images.ok, y)
+            self.image_ = self._fit_image(self.text_, images.embeddings, images.ok, y, extra)
+            self.n_pseudo_labelled_ = getattr(self, "_last_pseudo", 0)
+            self.fusion_["n_pseudo_labelled"] = self.n_pseudo_labelled_
             if self.fusion_["method"] == "early":
                 self.early_ = EarlyFusion(random_state=self.random_state).fit(
                     self.text_, self.image_, X, images, y)
@@ -134,10 +145,35 @@ class Classifier(ClassifierMixin, BaseEstimator):
             return None
         return images
 
+    def _embed_unlabelled(self, unlabelled):
+        """Unlabelled listings with a usable photo: (frame, embeddings), or None."""
+        if unlabelled is None:
+            return None
+        U = as_listings(unlabelled)
+        encoded = self.image.embed(U)
+        if not encoded.ok.any():
+            return None
+        return U[encoded.ok].reset_index(drop=True), encoded.embeddings[encoded.ok]
+
+    def _fit_image(self, text_model, embeddings, ok, y, extra):
+        """The image model on the labelled photos plus confidently pseudo-labelled ones."""
+        self._last_pseudo = 0
+        if extra is not None:
+            U, u_emb = extra
+            proba = text_model.predict_proba(U)
+            sure = proba.max(axis=1) >= self.pseudo_label_threshold
+            if sure.any():
+                labels = np.asarray(text_model.classes_).astype(str)[proba[sure].argmax(axis=1)]
+                embeddings = np.vstack([embeddings, u_emb[sure]])
+                ok = np.concatenate([ok, np.ones(int(sure.sum()), bool)])
+                y = np.concatenate([y, labels])
+                self._last_pseudo = int(sure.sum())
+        return clone(self.image).fit_embeddings(embeddings, ok, y)
+
     def _folds(self) -> int:
         return 3 if self.fusion_cv == "auto" else int(self.fusion_cv)
 
-    def _fit_fusion(self, X, y, images) -> None:
+    def _fit_fusion(self, X, y, images, extra=None) -> None:
         """Out-of-fold text and image probabilities on the listings with photos → a fuser."""
         ok = images.ok
         folds = self._folds()
@@ -153,7 +189,7 @@ class Classifier(ClassifierMixin, BaseEstimator):
             if te.size == 0:
                 continue
             text = clone(self.text if self.text is not None else TextClassifier()).fit(X.iloc[tr], y[tr])
-            image = clone(self.image).fit_embeddings(images.embeddings[tr], ok[tr], y[tr])
+            image = self._fit_image(text, images.embeddings[tr], ok[tr], y[tr], extra)
             p_text[te] = self._columns(text, text.predict_proba(X.iloc[te]))
             p_image[te] = self._columns(image, image.proba_from_embeddings(images.embeddings[te], ok[te]))
             if p_early is not None:

@@ -1,10 +1,12 @@
 """A linear SVM whose one-vs-rest problems are solved on all cores.
 
-``LinearSVC`` solves its K one-vs-rest problems one after the other on one core. liblinear
-releases the GIL, so solving them in threads uses every core while sharing one copy of the
-feature matrix. Each binary problem is set up exactly as liblinear's own multi-class loop does
-(positives weighted by their class weight, negatives by 1), so the model is the same one
-``LinearSVC`` would fit, up to solver tolerance.
+``LinearSVC`` solves its K one-vs-rest problems one after the other on one core. Here they are
+spread over worker processes. Processes, not threads: liblinear shuffles with the C library's
+global ``rand()``, so threads interleave one random sequence and the same seed gives slightly
+different models from run to run; each process has its own. joblib memory-maps the feature
+matrix's arrays into the workers instead of copying them. Each binary problem is set up exactly
+as liblinear's own multi-class loop does (positives weighted by their class weight, negatives by
+1), so the model is the one ``LinearSVC`` would fit, up to solver tolerance.
 """
 
 from __future__ import annotations
@@ -25,7 +27,11 @@ def _fit_one(X, positive, C, weight, tol, max_iter, random_state):
     return svm.coef_.ravel().astype(np.float32), float(svm.intercept_[0])
 
 
-class ThreadedLinearSVC(ClassifierMixin, BaseEstimator):
+#: Below this many non-zeros a fit takes a second or two: starting workers would cost more.
+PARALLEL_MIN_NNZ = 2_000_000
+
+
+class ParallelLinearSVC(ClassifierMixin, BaseEstimator):
     def __init__(self, C=0.5, class_weight="balanced", tol=1e-3, max_iter=1000, random_state=0,
                  n_jobs=-1):
         self.C = C
@@ -39,13 +45,15 @@ class ThreadedLinearSVC(ClassifierMixin, BaseEstimator):
         y = np.asarray(y)
         self.classes_ = np.unique(y)
         if len(self.classes_) < 2:
-            raise ValueError("ThreadedLinearSVC needs at least two classes")
+            raise ValueError("ParallelLinearSVC needs at least two classes")
         weights = (compute_class_weight(self.class_weight, classes=self.classes_, y=y)
                    if self.class_weight is not None else np.ones(len(self.classes_)))
-        # One float64 CSR shared by every thread (LinearSVC would otherwise convert per call).
+        # One float64 CSR for every problem (LinearSVC would otherwise convert it per call).
         X = sp.csr_matrix(X, dtype=np.float64) if sp.issparse(X) else np.asarray(X, dtype=np.float64)
         classes = self.classes_ if len(self.classes_) > 2 else self.classes_[1:]
-        results = Parallel(n_jobs=min(effective_n_jobs(self.n_jobs), len(classes)), prefer="threads")(
+        nnz = X.nnz if sp.issparse(X) else X.size
+        n_jobs = 1 if nnz < PARALLEL_MIN_NNZ else min(effective_n_jobs(self.n_jobs), len(classes))
+        results = Parallel(n_jobs=n_jobs, prefer="processes")(
             delayed(_fit_one)(X, y == c, self.C, w, self.tol, self.max_iter, self.random_state)
             for c, w in zip(classes, weights[-len(classes):], strict=True))
         self.coef_ = np.vstack([r[0] for r in results])
