@@ -73,3 +73,19 @@ def test_parallel_svm_fits_the_same_model_as_linear_svc():
     ours2 = ParallelLinearSVC(C=0.5, class_weight=None, tol=1e-6, max_iter=10000).fit(X[two], np.array(y)[two])
     np.testing.assert_allclose(ours2.decision_function(X[two]), ref2.decision_function(X[two]), atol=1e-3)
     assert (ours2.predict(X[two]) == ref2.predict(X[two])).all()
+
+
+def test_vectorised_platt_scaling_gives_calibrated_classifier_cv_probabilities():
+    import pandas as pd
+
+    from prodcat.text import TextClassifier
+
+    rng = np.random.default_rng(1)
+    words = {c: [f"{c}mot{i}" for i in range(10)] for c in "abcd"}
+    labels = [("abcd"[i % 4] if i % 7 else "a") for i in range(120)]
+    X = pd.DataFrame({"title": [" ".join(rng.choice(words[c], 3)) for c in labels],
+                      "description": [" ".join(rng.choice(words["abcd"[(i + 2) % 4]], 2)) for i in range(120)]})
+    model = TextClassifier().fit(X, labels)
+    assert model.sigmoids_ is not None
+    reference = model.head_.predict_proba(model.features_.transform(X))
+    np.testing.assert_allclose(model.predict_proba(X), reference, atol=1e-12)

@@ -15,6 +15,8 @@ from collections.abc import Sequence
 import numpy as np
 from sklearn.base import BaseEstimator
 from sklearn.linear_model import LogisticRegression
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import StandardScaler
 from sklearn.utils.validation import check_is_fitted
 
 from prodcat.errors import ConfigError
@@ -78,12 +80,14 @@ class LateFusion(BaseEstimator):
 class StackedFusion(BaseEstimator):
     """A multinomial logistic regression over the modalities' log-probabilities."""
 
-    def __init__(self, C: float = 1.0):
+    def __init__(self, C: float = 0.1):
         self.C = C
 
     def fit(self, probas: Sequence[np.ndarray], y_idx: np.ndarray):
         n_classes = probas[0].shape[1]
-        self.model_ = LogisticRegression(C=self.C, max_iter=2000)
+        # Standardised inputs: raw log-probabilities span 0 to -14 and took lbfgs hundreds of
+        # iterations; a small C because the meta-learner sees few listings and 2K features.
+        self.model_ = make_pipeline(StandardScaler(), LogisticRegression(C=self.C, max_iter=500))
         self.model_.fit(np.hstack([_log(p) for p in probas]), y_idx)
         self.n_classes_ = n_classes
         return self
@@ -94,7 +98,7 @@ class StackedFusion(BaseEstimator):
         # Classes absent from the fusion rows get no probability from the meta-learner; put its
         # columns back in the full class order.
         out = np.full((partial.shape[0], self.n_classes_), _EPS)
-        out[:, self.model_.classes_] = partial
+        out[:, self.model_[-1].classes_] = partial
         out /= out.sum(axis=1, keepdims=True)
         return out
 

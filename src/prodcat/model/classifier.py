@@ -28,7 +28,15 @@ def as_listings(X) -> pd.DataFrame:
     """
     if isinstance(X, Mapping):
         X = [X]
-    frame = X.copy() if isinstance(X, pd.DataFrame) else pd.DataFrame(list(X))
+    if not isinstance(X, pd.DataFrame):
+        # Plain Python for dicts: a single listing must not pay pandas' dtype conversions.
+        rows = list(X)
+        return pd.DataFrame({
+            "title": [_text(r.get("title")) for r in rows],
+            "description": [_text(r.get("description")) for r in rows],
+            "image": [r.get("image") if r.get("image") is not None else None for r in rows],
+        }, columns=list(FEATURE_COLUMNS))
+    frame = X.copy()
     for col in FEATURE_COLUMNS:
         if col not in frame.columns:
             frame[col] = None
@@ -36,6 +44,10 @@ def as_listings(X) -> pd.DataFrame:
         frame[col] = frame[col].astype("string").fillna("").astype(object)
     frame["image"] = frame["image"].astype(object).where(frame["image"].notna(), None)
     return frame.loc[:, list(FEATURE_COLUMNS)]
+
+
+def _text(value) -> str:
+    return "" if value is None or (isinstance(value, float) and value != value) else str(value)
 
 
 def top_k_indices(proba: np.ndarray, k: int) -> np.ndarray:

@@ -3,11 +3,26 @@
 from __future__ import annotations
 
 import numpy as np
+from scipy.special import expit
 from sklearn.base import BaseEstimator, ClassifierMixin
+from sklearn.calibration import CalibratedClassifierCV
 from sklearn.utils.validation import check_is_fitted
 
 from prodcat.text.features import TfidfFeatures
 from prodcat.text.heads import create_head
+
+
+def _sigmoid_calibration(head):
+    """``(estimator, columns, a, b)`` of a multi-class Platt-calibrated head, else None."""
+    if not isinstance(head, CalibratedClassifierCV) or head.method != "sigmoid" or head.ensemble:
+        return None
+    (calibrated,) = head.calibrated_classifiers_
+    if len(head.classes_) < 3 or not hasattr(calibrated.estimator, "decision_function"):
+        return None
+    columns = np.searchsorted(head.classes_, calibrated.estimator.classes_)
+    a = np.array([c.a_ for c in calibrated.calibrators])
+    b = np.array([c.b_ for c in calibrated.calibrators])
+    return calibrated.estimator, columns, a, b
 
 
 class TextClassifier(ClassifierMixin, BaseEstimator):
@@ -66,6 +81,7 @@ class TextClassifier(ClassifierMixin, BaseEstimator):
         self.head_ = self._make_head(y)
         self.head_.fit(Z, y)
         self.classes_ = np.asarray(self.head_.classes_)
+        self.sigmoids_ = _sigmoid_calibration(self.head_)
         self.n_features_ = Z.shape[1]
         return self
 
@@ -76,7 +92,18 @@ class TextClassifier(ClassifierMixin, BaseEstimator):
 
     def predict_proba(self, X) -> np.ndarray:
         check_is_fitted(self, "head_")
-        return self.head_.predict_proba(self.features_.transform(X))
+        Z = self.features_.transform(X)
+        if getattr(self, "sigmoids_", None) is None:
+            return self.head_.predict_proba(Z)
+        # The same arithmetic as CalibratedClassifierCV's Platt scaling, vectorised over classes:
+        # its per-class loop of input checks took longer than the model itself for one listing.
+        estimator, columns, a, b = self.sigmoids_
+        proba = np.zeros((Z.shape[0], len(self.classes_)))
+        proba[:, columns] = expit(-(a * estimator.decision_function(Z) + b))
+        total = proba.sum(axis=1, keepdims=True)
+        proba = np.divide(proba, total, out=np.full_like(proba, 1 / proba.shape[1]), where=total != 0)
+        proba[(proba > 1.0) & (proba <= 1.0 + 1e-5)] = 1.0
+        return proba
 
     def predict(self, X) -> np.ndarray:
         return self.classes_[np.argmax(self.predict_proba(X), axis=1)]

@@ -56,7 +56,9 @@ class ParallelLinearSVC(ClassifierMixin, BaseEstimator):
         results = Parallel(n_jobs=n_jobs, prefer="processes")(
             delayed(_fit_one)(X, y == c, self.C, w, self.tol, self.max_iter, self.random_state)
             for c, w in zip(classes, weights[-len(classes):], strict=True))
-        self.coef_ = np.vstack([r[0] for r in results])
+        # Fortran order makes ``coef_.T`` C-contiguous, so ``X @ coef_.T`` never copies the
+        # (classes × features) matrix: that copy was most of a single listing's latency.
+        self.coef_ = np.asfortranarray(np.vstack([r[0] for r in results]))
         self.intercept_ = np.array([r[1] for r in results], dtype=np.float32)
         self.n_features_in_ = X.shape[1]
         return self
