@@ -12,7 +12,7 @@ OUT    ?= demo-out
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
-	$(BIN)/python -m pip install -q -e '.[dev,explore]'
+	$(BIN)/python -m pip install -q -e '.[dev,explore,image,image-export,serve,ui]'
 	@touch $(STAMP)
 
 install: $(STAMP)
@@ -24,6 +24,7 @@ demo: $(STAMP)
 ## Lint, then the whole test suite (slow and real-data tests included; real-data ones skip without ../shared/data).
 test: $(STAMP)
 	$(BIN)/ruff check src tests benchmarks
+	bash scripts/install-browser.sh
 	$(BIN)/python -m pytest
 
 lint: $(STAMP)

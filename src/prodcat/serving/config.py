@@ -1,0 +1,104 @@
+"""Serving settings: where the model is, the input limits, and the optional API keys.
+
+Settings come from the ``prodcat serve`` options or, for a uvicorn worker process started by
+import string (``--workers`` > 1), from ``PRODCAT_SERVE_*`` environment variables, so that every
+worker sees the same configuration.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+
+from prodcat.errors import ConfigError
+
+#: Environment variable holding comma-separated API keys (``PRODCAT_API_KEYS=k1,k2``).
+API_KEYS_ENV = "PRODCAT_API_KEYS"
+#: Environment variable naming a file with one API key per line (``#`` starts a comment).
+API_KEY_FILE_ENV = "PRODCAT_API_KEY_FILE"
+#: Environment variable carrying the JSON-encoded settings to uvicorn worker processes.
+SETTINGS_ENV = "PRODCAT_SERVE_SETTINGS"
+#: A key shorter than this is refused: a short key can be guessed by trying them all.
+MIN_KEY_LENGTH = 16
+
+
+@dataclass(frozen=True)
+class ServingSettings:
+    """What one API process needs to know. Limits are per request."""
+
+    model_dir: str
+    #: Longest title accepted, in characters (Rakuten titles are at most ~250).
+    max_title_chars: int = 1_000
+    #: Longest description accepted, in characters; the model reads the first 1,000 anyway.
+    max_description_chars: int = 20_000
+    #: Largest photo accepted, in bytes (after base64 decoding).
+    max_image_bytes: int = 8 * 1024 * 1024
+    #: Most pixels a photo may declare; larger ones are refused before they are decoded.
+    max_image_pixels: int = 40_000_000
+    #: Largest request body, in bytes; checked before the body is read.
+    max_body_bytes: int = 16 * 1024 * 1024
+    #: Most listings in one ``/v1/predict/batch`` request.
+    max_batch: int = 64
+    #: Most categories a request may ask for.
+    max_top_k: int = 20
+    #: Most listings the micro-batcher hands the model in one call.
+    inference_batch: int = 64
+    #: SHA-256 digests of the accepted API keys; empty means the API is open.
+    api_key_digests: tuple[str, ...] = field(default=(), repr=False)
+
+    def __post_init__(self) -> None:
+        for f in fields(self):
+            value = getattr(self, f.name)
+            if isinstance(value, int) and not isinstance(value, bool) and value < 1:
+                raise ConfigError(f"serving setting {f.name} must be at least 1, got {value}")
+
+    @property
+    def auth_enabled(self) -> bool:
+        return bool(self.api_key_digests)
+
+    def to_env(self) -> str:
+        return json.dumps(asdict(self))
+
+    @classmethod
+    def from_env(cls, environ: dict[str, str] | None = None) -> ServingSettings:
+        environ = os.environ if environ is None else environ
+        raw = environ.get(SETTINGS_ENV)
+        if not raw:
+            raise ConfigError(f"{SETTINGS_ENV} is not set: start the API with `prodcat serve`")
+        data = json.loads(raw)
+        data["api_key_digests"] = tuple(data.get("api_key_digests") or ())
+        return cls(**data)
+
+
+def digest_key(key: str) -> str:
+    """Keys are kept and compared as SHA-256 digests: equal-length values for compare_digest,
+    and no plain key in memory dumps or in the environment of worker processes."""
+    return hashlib.sha256(key.encode("utf-8")).hexdigest()
+
+
+def read_api_keys(key_file: str | os.PathLike | None = None,
+                  environ: dict[str, str] | None = None) -> tuple[str, ...]:
+    """The API keys from ``PRODCAT_API_KEYS``, the key file (argument or ``PRODCAT_API_KEY_FILE``),
+    as digests. No keys anywhere means an open API; there is never a built-in default key."""
+    environ = os.environ if environ is None else environ
+    keys = [k.strip() for k in environ.get(API_KEYS_ENV, "").split(",") if k.strip()]
+    key_file = key_file or environ.get(API_KEY_FILE_ENV) or None
+    if key_file:
+        path = Path(key_file)
+        try:
+            lines = path.read_text(encoding="utf-8").splitlines()
+        except OSError as exc:
+            raise ConfigError(f"cannot read API key file {path}: {exc.strerror or exc}") from None
+        file_keys = [ln.split("#", 1)[0].strip() for ln in lines]
+        file_keys = [k for k in file_keys if k]
+        if not file_keys:
+            raise ConfigError(f"API key file {path} has no keys (one per line)")
+        keys += file_keys
+    short = [k for k in keys if len(k) < MIN_KEY_LENGTH]
+    if short:
+        raise ConfigError(f"{len(short)} API key(s) shorter than {MIN_KEY_LENGTH} characters; "
+                          "use long random keys (e.g. `python -c 'import secrets; print(secrets.token_urlsafe(32))'`)")
+    return tuple(sorted({digest_key(k) for k in keys}))

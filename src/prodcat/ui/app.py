@@ -1,0 +1,192 @@
+"""The prodcat web app (Streamlit): a seller page and a model page.
+
+Run with ``prodcat ui --model MODEL_DIR``. The script reads its settings from the environment
+(``PRODCAT_UI_MODEL``, ``PRODCAT_UI_REPORT``) because Streamlit owns the command line. It loads
+the bundle in-process through the same :class:`~prodcat.serving.service.ModelService` as the
+API, once per server process (``st.cache_resource``).
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import streamlit as st
+
+from prodcat.errors import ProdcatError
+from prodcat.serving.errors import ServingError
+from prodcat.serving.images import ALLOWED_FORMATS
+from prodcat.serving.service import ModelService
+from prodcat.ui import core
+from prodcat.ui.launch import IMAGE_BYTES_ENV, MODEL_ENV, REPORT_ENV
+
+MAX_TITLE = 1_000
+MAX_DESCRIPTION = 20_000
+
+
+@st.cache_resource(show_spinner="Loading the model ...")
+def get_service(model_dir: str) -> ModelService:
+    return ModelService.load(model_dir)
+
+
+def _pct(p: float) -> str:
+    return f"{100 * p:.1f} %"
+
+
+def show_ranking(rows: list[dict] | None, *, empty: str) -> None:
+    if not rows:
+        st.caption(empty)
+        return
+    for rank, row in enumerate(rows, 1):
+        label = f"{rank}. {row['name']} ({row['code']}) — {_pct(row['probability'])}"
+        st.progress(min(max(float(row["probability"]), 0.0), 1.0), text=label)
+
+
+def seller_page(service: ModelService, max_image_bytes: int) -> None:
+    st.title("Which category is my listing?")
+    st.write("Type the title, add a description and a photo if you have them, and get the three "
+             "most likely categories.")
+    with st.form("listing"):
+        title = st.text_input("Title (required)", key="title", max_chars=MAX_TITLE,
+                              placeholder="e.g. Roman policier - édition de poche")
+        description = st.text_area("Description", key="description", max_chars=MAX_DESCRIPTION)
+        photo = st.file_uploader("Photo", key="photo",
+                                 type=sorted({ext.lstrip(".") for ext in ALLOWED_FORMATS.values()} | {"jpeg"}))
+        submitted = st.form_submit_button("Find categories", type="primary")
+    if submitted:
+        image = photo.getvalue() if photo is not None else None
+        try:
+            with st.spinner("Classifying ..."):
+                st.session_state["result"] = core.classify(service, title, description, image,
+                                                           max_image_bytes=max_image_bytes)
+            st.session_state["result_image"] = image
+            st.session_state.pop("error", None)
+        except ServingError as exc:
+            st.session_state["error"] = exc.message
+            st.session_state.pop("result", None)
+    if "error" in st.session_state:
+        st.error(st.session_state["error"])
+        return
+    result = st.session_state.get("result")
+    if not result:
+        return
+
+    st.subheader("Top 3 categories")
+    best = result["top_k"][0]
+    if result["needs_review"]:
+        st.warning(f"**Needs review**: the best guess ({_pct(best['probability'])}) is below the "
+                   f"{_pct(result['threshold'])} confidence needed to file it automatically.",
+                   icon=":material/warning:")
+    else:
+        st.success(f"Confident: **{best['name']}** can be filed automatically "
+                   f"(≥ {_pct(result['threshold'])}).", icon=":material/check_circle:")
+    show_ranking(result["top_k"], empty="no answer")
+    if best.get("parent"):
+        st.caption(f"Best guess sits under **{best['parent']}**.")
+
+    st.subheader("What each part said")
+    text_col, image_col = st.columns(2)
+    with text_col:
+        st.markdown("**Text** (title and description)")
+        show_ranking(result["modalities"].get("text"), empty="no text answer")
+    with image_col:
+        st.markdown("**Photo**")
+        if st.session_state.get("result_image"):
+            st.image(st.session_state["result_image"], width=160)
+        if "image" not in result["modalities"]:
+            st.caption("This model reads text only: the photo was checked but not used.")
+        elif st.session_state.get("result_image"):
+            show_ranking(result["modalities"].get("image"),
+                         empty="The image model could not use this photo; the text decided.")
+        else:
+            st.caption("No photo given: add one to let the image model have its say.")
+
+
+def model_page(service: ModelService, report_dir: Path | None) -> None:
+    summary = service.summary()
+    st.title("Model")
+    training = summary.get("training") or {}
+    trained = ""
+    if training.get("n_listings"):
+        source = f" ({training['format']})" if training.get("format") else ""
+        trained = f", trained on {training['n_listings']:,} listings{source}"
+    st.write(f"**{summary['model_id']}**, created {summary.get('created_at') or '?'}: "
+             f"{summary['n_classes']} categories{trained}; modalities: {', '.join(summary['modalities'])}; "
+             f"automation threshold {_pct(summary['threshold'])}.")
+    metrics = core.load_report(report_dir)
+    if metrics is None:
+        cv = (summary.get("metrics") or {}).get("cv")
+        if report_dir is not None:
+            st.info(f"No evaluation report in {report_dir} (metrics.json is missing).")
+        else:
+            st.info("No evaluation report: write one with `prodcat evaluate --model MODEL_DIR "
+                    "--data DATA --out MODEL_DIR/report`, or pass `--report DIR`.")
+        if cv:
+            st.subheader(f"Cross-validation at training ({cv.get('folds')} folds)")
+            cols = st.columns(max(1, len(core.headline(cv))))
+            for col, (label, value) in zip(cols, core.headline(cv), strict=False):
+                col.metric(label, f"{value:.3f}")
+            cov = core.coverage_frame(cv)
+            if len(cov):
+                st.markdown("**Accuracy against coverage**")
+                st.dataframe(cov.style.format({"threshold": "{:.2f}", "coverage": "{:.1%}",
+                                               "accuracy": "{:.1%}"}, na_rep="–"), hide_index=True)
+        else:
+            st.caption("The bundle records no cross-validated metrics.")
+        return
+
+    st.subheader("Evaluation report")
+    st.caption(f"from {report_dir}; {metrics.get('n', '?')} listings")
+    heads = core.headline(metrics)
+    for col, (label, value) in zip(st.columns(max(1, len(heads))), heads, strict=False):
+        col.metric(label, f"{value:.3f}")
+
+    st.markdown("**Accuracy against coverage** (automating predictions at or above a threshold)")
+    cov = core.coverage_frame(metrics)
+    curve = core.coverage_curve(metrics)
+    if len(curve):
+        st.pyplot(core.coverage_figure(curve, cov), width="content")
+    if len(cov):
+        st.dataframe(cov.style.format({"threshold": "{:.2f}", "coverage": "{:.1%}", "accuracy": "{:.1%}"},
+                                      na_rep="–"), hide_index=True)
+    reliability = report_dir / core.RELIABILITY_PNG if report_dir else None
+    if reliability is not None and reliability.is_file():
+        st.image(str(reliability), caption="Reliability (confidence against accuracy)", width=420)
+
+    st.markdown("**Per-class F1** (worst first)")
+    per_class = core.per_class_frame(metrics)
+    st.dataframe(per_class, hide_index=True,
+                 column_config={"f1": st.column_config.ProgressColumn("F1", min_value=0.0, max_value=1.0,
+                                                                       format="%.3f")})
+    confusion = report_dir / core.CONFUSION_PNG if report_dir else None
+    if confusion is not None and confusion.is_file():
+        st.markdown("**Confusion matrix**")
+        st.image(str(confusion))
+    html = report_dir / "report.html" if report_dir else None
+    if html is not None and html.is_file():
+        st.download_button("Download the full report (HTML)", html.read_bytes(),
+                           file_name="report.html", mime="text/html")
+
+
+def main() -> None:
+    st.set_page_config(page_title="prodcat", page_icon=":material/sell:", layout="centered")
+    model_dir = os.environ.get(MODEL_ENV)
+    if not model_dir:
+        st.error(f"No model: start the app with `prodcat ui --model MODEL_DIR` (or set {MODEL_ENV}).")
+        st.stop()
+    try:
+        service = get_service(model_dir)
+    except ProdcatError as exc:
+        st.error(f"Cannot load the model: {exc}")
+        st.stop()
+    report_dir = core.default_report_dir(model_dir, os.environ.get(REPORT_ENV) or None)
+    max_image_bytes = int(os.environ.get(IMAGE_BYTES_ENV) or 8 * 1024 * 1024)
+    page = st.sidebar.radio("Page", ["Seller", "Model"], key="page")
+    st.sidebar.caption(f"model {service.model_id}")
+    if page == "Model":
+        model_page(service, report_dir)
+    else:
+        seller_page(service, max_image_bytes)
+
+
+main()
