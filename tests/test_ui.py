@@ -17,7 +17,14 @@ from streamlit.testing.v1 import AppTest  # noqa: E402
 from prodcat.serving import ModelService  # noqa: E402
 from prodcat.serving.errors import ServingError  # noqa: E402
 from prodcat.ui import core  # noqa: E402
-from prodcat.ui.launch import APP_PATH, IMAGE_BYTES_ENV, MODEL_ENV, REPORT_ENV, streamlit_command  # noqa: E402
+from prodcat.ui.launch import (  # noqa: E402
+    APP_PATH,
+    DATA_REPORT_ENV,
+    IMAGE_BYTES_ENV,
+    MODEL_ENV,
+    REPORT_ENV,
+    streamlit_command,
+)
 
 TIMEOUT = 60
 
@@ -208,3 +215,22 @@ def test_streamlit_command_is_private_and_quiet():
     assert "--server.address 127.0.0.1" in joined and "--server.port 8765" in joined
     assert "--browser.gatherUsageStats false" in joined and "--server.fileWatcherType none" in joined
     assert "--server.headless true" in joined
+
+
+def test_data_page_shows_the_exploration(app_env, trained, tmp_path):
+    from prodcat.explore import build_exploration, write_exploration_report
+
+    _, catalog = trained
+    out = tmp_path / "explore"
+    write_exploration_report(build_exploration(catalog, image_sample=20), out)
+    app_env.delenv(DATA_REPORT_ENV, raising=False)
+    at = run_app()
+    at.sidebar.radio(key="page").set_value("Data").run()
+    assert not at.exception and at.title[0].value == "Data"
+    assert at.info and "prodcat explore" in at.info[0].value  # no report yet: how to make one
+    app_env.setenv(DATA_REPORT_ENV, str(out))
+    at = run_app()
+    at.sidebar.radio(key="page").set_value("Data").run()
+    assert not at.exception
+    metrics = {m.label: m.value for m in at.metric}
+    assert metrics["Listings"] == f"{len(catalog):,}" and int(metrics["Classes"]) == catalog.y.nunique()

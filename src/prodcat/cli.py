@@ -540,7 +540,9 @@ def serve(model_dir, host, port, workers, api_key_file, max_batch, max_image_mb,
 @click.option("--port", type=click.IntRange(1, 65535), default=8501, show_default=True)
 @click.option("--max-image-mb", type=click.IntRange(1, 100), default=8, show_default=True,
               help="largest photo accepted")
-def ui(model_dir, report_dir, host, port, max_image_mb):
+@click.option("--data-report", "data_report", type=click.Path(), default=None,
+              help="folder written by `prodcat explore`, shown on the Data page")
+def ui(model_dir, report_dir, host, port, max_image_mb, data_report):
     """Start the seller web app (Streamlit) for a bundle."""
     import importlib.util
 
@@ -551,7 +553,15 @@ def ui(model_dir, report_dir, host, port, max_image_mb):
     read_manifest(model_dir)  # a missing or incompatible bundle is one clear error, here
     if report_dir is not None and not Path(report_dir).is_dir():
         raise DataError(f"--report {report_dir} is not a folder")
-    from prodcat.ui.launch import IMAGE_BYTES_ENV, MODEL_ENV, REPORT_ENV, streamlit_command
+    if data_report is not None and not (Path(data_report) / "summary.json").is_file():
+        raise DataError(f"--data-report {data_report} has no summary.json (write it with prodcat explore)")
+    from prodcat.ui.launch import (
+        DATA_REPORT_ENV,
+        IMAGE_BYTES_ENV,
+        MODEL_ENV,
+        REPORT_ENV,
+        streamlit_command,
+    )
 
     env = dict(os.environ)
     env[MODEL_ENV] = str(Path(model_dir).resolve())
@@ -560,6 +570,10 @@ def ui(model_dir, report_dir, host, port, max_image_mb):
         env[REPORT_ENV] = str(Path(report_dir).resolve())
     else:
         env.pop(REPORT_ENV, None)
+    if data_report is not None:
+        env[DATA_REPORT_ENV] = str(Path(data_report).resolve())
+    else:
+        env.pop(DATA_REPORT_ENV, None)
     cmd = streamlit_command(host=host, port=port, max_upload_mb=max_image_mb)
     echo(f"web app for {model_dir} on http://{host}:{port}")
     sys.stdout.flush()

@@ -1,4 +1,4 @@
-"""The prodcat web app (Streamlit): a seller page and a model page.
+"""The prodcat web app (Streamlit): a seller page, a model page and a data page.
 
 Run with ``prodcat ui --model MODEL_DIR``. The script reads its settings from the environment
 (``PRODCAT_UI_MODEL``, ``PRODCAT_UI_REPORT``) because Streamlit owns the command line. It loads
@@ -8,17 +8,19 @@ API, once per server process (``st.cache_resource``).
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 
 import streamlit as st
+import streamlit.components.v1 as components
 
 from prodcat.errors import ProdcatError
 from prodcat.serving.errors import ServingError
 from prodcat.serving.images import ALLOWED_FORMATS
 from prodcat.serving.service import ModelService
 from prodcat.ui import core
-from prodcat.ui.launch import IMAGE_BYTES_ENV, MODEL_ENV, REPORT_ENV
+from prodcat.ui.launch import DATA_REPORT_ENV, IMAGE_BYTES_ENV, MODEL_ENV, REPORT_ENV
 
 MAX_TITLE = 1_000
 MAX_DESCRIPTION = 20_000
@@ -168,6 +170,38 @@ def model_page(service: ModelService, report_dir: Path | None) -> None:
                            file_name="report.html", mime="text/html")
 
 
+def data_page(explore_dir: Path | None) -> None:
+    """The data exploration of ``prodcat explore``: headline numbers and the full report."""
+    st.title("Data")
+    summary_path = explore_dir / "summary.json" if explore_dir else None
+    if summary_path is None or not summary_path.is_file():
+        st.info("No data exploration to show. Make one with `prodcat explore --data PATH --out DIR` "
+                "and start the app with `prodcat ui --model MODEL_DIR --data-report DIR`.")
+        return
+    try:
+        summary = json.loads(summary_path.read_text(encoding="utf-8"))
+    except ValueError as exc:
+        st.error(f"{summary_path} is not valid JSON: {exc}")
+        return
+    size, dist = summary.get("size", {}), summary.get("class_distribution", {})
+    missing = summary.get("missing_descriptions", {})
+    conflicts = summary.get("label_conflicts", {}).get("by_listing", {})
+    cols = st.columns(4)
+    cols[0].metric("Listings", f"{size.get('listings', 0):,}")
+    cols[1].metric("Classes", size.get("classes", 0))
+    ratio = dist.get("imbalance_ratio")
+    cols[2].metric("Imbalance", f"1:{ratio:.1f}" if ratio else "–")
+    cols[3].metric("No description", f"{missing.get('share', 0):.0%}")
+    if conflicts.get("groups"):
+        st.warning(f"{conflicts['groups']} products are filed under two or more categories.")
+    html = explore_dir / "report.html"
+    if html.is_file():
+        # The report is self-contained (figures embedded), so it renders as it is.
+        components.html(html.read_text(encoding="utf-8"), height=900, scrolling=True)
+        st.download_button("Download the exploration report (HTML)", html.read_bytes(),
+                           file_name="exploration.html", mime="text/html")
+
+
 def main() -> None:
     st.set_page_config(page_title="prodcat", page_icon=":material/sell:", layout="centered")
     model_dir = os.environ.get(MODEL_ENV)
@@ -181,10 +215,13 @@ def main() -> None:
         st.stop()
     report_dir = core.default_report_dir(model_dir, os.environ.get(REPORT_ENV) or None)
     max_image_bytes = int(os.environ.get(IMAGE_BYTES_ENV) or 8 * 1024 * 1024)
-    page = st.sidebar.radio("Page", ["Seller", "Model"], key="page")
+    page = st.sidebar.radio("Page", ["Seller", "Model", "Data"], key="page")
     st.sidebar.caption(f"model {service.model_id}")
     if page == "Model":
         model_page(service, report_dir)
+    elif page == "Data":
+        data_dir = os.environ.get(DATA_REPORT_ENV)
+        data_page(Path(data_dir) if data_dir else None)
     else:
         seller_page(service, max_image_bytes)
 

@@ -10,6 +10,7 @@ APP_PATH = Path(__file__).with_name("app.py")
 #: Environment variables the script reads (Streamlit owns the command line of its scripts).
 MODEL_ENV = "PRODCAT_UI_MODEL"
 REPORT_ENV = "PRODCAT_UI_REPORT"
+DATA_REPORT_ENV = "PRODCAT_UI_DATA_REPORT"
 IMAGE_BYTES_ENV = "PRODCAT_UI_MAX_IMAGE_BYTES"
 
 
