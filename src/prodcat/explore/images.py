@@ -9,7 +9,6 @@ makes a 500×500 photo several times cheaper to read.
 
 from __future__ import annotations
 
-import hashlib
 import os
 import warnings
 from collections import Counter
@@ -18,6 +17,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+
+from prodcat.hashing import file_digest
 
 #: Side (px) of the downscaled copy the statistics are computed on.
 STAT_SIZE = 128
@@ -194,9 +195,4 @@ def content_keys(paths: Sequence[str | None], progress: Callable | None = None) 
 
 
 def _digest(path: str) -> str:
-    # Chunked (hashlib.file_digest is Python 3.11+, and the project supports 3.10).
-    h = hashlib.blake2b()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
+    return file_digest(path, "blake2b")

@@ -38,6 +38,7 @@ from typing import Any
 import numpy as np
 
 from prodcat.errors import ConfigError
+from prodcat.hashing import sha256_file
 from prodcat.image.cache import EmbeddingCache, content_digest, default_cache_dir, open_cache
 from prodcat.image.errors import ImageError
 from prodcat.image.loading import (
@@ -119,14 +120,6 @@ def usable_cpus() -> int:
     if hasattr(os, "sched_getaffinity"):
         return max(1, len(os.sched_getaffinity(0)))
     return max(1, os.cpu_count() or 1)
-
-
-def sha256_file(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 @dataclass

@@ -14,7 +14,6 @@ manifest, and only from a bundle whose format and library versions this install 
 from __future__ import annotations
 
 import datetime as _dt
-import hashlib
 import json
 import os
 import platform
@@ -27,6 +26,7 @@ import joblib
 
 import prodcat
 from prodcat.errors import BundleError
+from prodcat.hashing import sha256_file
 
 FORMAT = "prodcat-bundle"
 FORMAT_VERSION = 1
@@ -47,14 +47,6 @@ def library_versions() -> dict[str, str]:
     return {"prodcat": prodcat.__version__, "python": platform.python_version(),
             "sklearn": sklearn.__version__, "numpy": numpy.__version__, "scipy": scipy.__version__,
             "pandas": pandas.__version__, "joblib": joblib.__version__}
-
-
-def sha256_file(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def _minor(version: str) -> str:
