@@ -251,7 +251,7 @@ class Classifier(ClassifierMixin, BaseEstimator):
         X = as_listings(X)
         has_text = ((X["title"].str.strip() != "") | (X["description"].str.strip() != "")).to_numpy()
         p_text = self.text_.predict_proba(X)
-        if self.image_ is None:
+        if getattr(self, "image_", None) is None:
             return {"text": p_text, "image": None, "has_image": np.zeros(len(X), bool),
                     "has_text": has_text, "fused": p_text}
         images = self.image_.embed(X, warn=False)
