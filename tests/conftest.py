@@ -239,3 +239,17 @@ def trained_bundle(trained, tmp_path_factory) -> Path:
     training = {"source": catalog.source, "format": catalog.format,
                 "fingerprint": catalog.fingerprint(), "n_listings": len(catalog)}
     return model.save(tmp_path_factory.mktemp("bundles") / "model", training=training)
+
+
+#: The real data sets (third-party: read in place, never copied into the repository).
+SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+
+
+def real_catalog(name: str):
+    """A real data set from ``../shared/data``, or a polite skip when it is absent."""
+    from prodcat.data import read_catalog
+
+    path = SHARED_DATA / name
+    if not path.exists():
+        pytest.skip(f"real data not found at {path}")
+    return read_catalog(path)

@@ -7,8 +7,6 @@ SVM measured on the same folds.
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 import pytest
 from sklearn.feature_extraction.text import TfidfVectorizer
@@ -17,20 +15,13 @@ from sklearn.model_selection import StratifiedKFold, cross_val_predict
 from sklearn.pipeline import make_pipeline
 from sklearn.svm import LinearSVC
 
-from prodcat.data import read_catalog
+from conftest import real_catalog
 from prodcat.evaluation.crossval import cross_val_proba
 from prodcat.model import Classifier
 
-SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
-
 pytestmark = [pytest.mark.slow, pytest.mark.realdata]
 
-
-def _catalog(name: str):
-    path = SHARED / name
-    if not path.exists():
-        pytest.skip(f"real data not found at {path}")
-    return read_catalog(path)
+_catalog = real_catalog
 
 
 def _cv_scores(catalog):

@@ -15,24 +15,17 @@ The measured values are printed (``pytest -s``) and attached as ``record_propert
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 import pytest
 from sklearn.metrics import accuracy_score, f1_score
 
-SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
+from conftest import real_catalog
 
 pytestmark = [pytest.mark.slow, pytest.mark.realdata]
 
 
 def _catalog(name: str):
-    from prodcat.data import read_catalog
-
-    path = SHARED / name
-    if not path.exists():
-        pytest.skip(f"real data not found at {path}")
-    return read_catalog(path).labelled()
+    return real_catalog(name).labelled()
 
 
 def _fused_cv(catalog):
