@@ -8,33 +8,13 @@ scaling, as the text side does).
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import dataclass
-
-from sklearn.calibration import CalibratedClassifierCV
 from sklearn.linear_model import LogisticRegression
 from sklearn.neural_network import MLPClassifier
 
-from prodcat.errors import ConfigError
+from prodcat.heads import HeadRegistry
 
-
-@dataclass(frozen=True)
-class ImageHeadSpec:
-    name: str
-    build: Callable[..., object]
-    needs_calibration: bool
-    description: str
-
-
-IMAGE_HEADS: dict[str, ImageHeadSpec] = {}
-
-
-def register_image_head(name: str, *, needs_calibration: bool, description: str):
-    def wrap(fn):
-        IMAGE_HEADS[name] = ImageHeadSpec(name, fn, needs_calibration, description)
-        return fn
-
-    return wrap
+IMAGE_HEADS = HeadRegistry("image head")
+register_image_head = IMAGE_HEADS.register
 
 
 @register_image_head("logistic", needs_calibration=False,
@@ -62,16 +42,6 @@ def list_image_heads() -> list[str]:
 
 def create_image_head(name: str, *, calibration: str = "auto", calibration_cv: int = 3,
                       n_jobs: int | None = None, **params):
-    """Build a head by name. ``calibration``: ``auto`` (calibrate heads that need it),
-    ``sigmoid``, ``isotonic`` or ``none``."""
-    if name not in IMAGE_HEADS:
-        raise ConfigError(f"unknown image head {name!r}; choose one of {', '.join(IMAGE_HEADS)}")
-    if calibration not in ("auto", "sigmoid", "isotonic", "none"):
-        raise ConfigError(f"unknown calibration {calibration!r}; choose auto, sigmoid, isotonic or none")
-    spec = IMAGE_HEADS[name]
-    estimator = spec.build(**params)
-    if calibration == "none" or (calibration == "auto" and not spec.needs_calibration):
-        return estimator
-    method = "sigmoid" if calibration == "auto" else calibration
-    return CalibratedClassifierCV(estimator, method=method, cv=calibration_cv, ensemble=False,
-                                  n_jobs=n_jobs)
+    """Build an image head by name (see :meth:`HeadRegistry.create`); ``n_jobs`` is accepted for
+    symmetry with the text heads, whose builders use it."""
+    return IMAGE_HEADS.create(name, calibration=calibration, calibration_cv=calibration_cv, **params)

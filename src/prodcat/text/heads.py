@@ -7,35 +7,14 @@ softmax is not enough. Margin models are calibrated by cross-validation (Platt s
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import dataclass
-
-from sklearn.calibration import CalibratedClassifierCV
 from sklearn.linear_model import LogisticRegression, SGDClassifier
 from sklearn.naive_bayes import ComplementNB
 
-from prodcat.errors import ConfigError
+from prodcat.heads import CALIBRATIONS, HeadRegistry
 from prodcat.text.svm import ParallelLinearSVC
 
-
-@dataclass(frozen=True)
-class HeadSpec:
-    name: str
-    build: Callable[..., object]
-    needs_calibration: bool
-    description: str
-
-
-HEADS: dict[str, HeadSpec] = {}
-CALIBRATIONS = ("auto", "sigmoid", "temperature", "isotonic", "none")
-
-
-def register_head(name: str, *, needs_calibration: bool, description: str):
-    def wrap(fn):
-        HEADS[name] = HeadSpec(name, fn, needs_calibration, description)
-        return fn
-
-    return wrap
+HEADS = HeadRegistry("head")
+register_head = HEADS.register
 
 
 @register_head("linear-svm", needs_calibration=True, description="linear SVM, Platt-calibrated (default)")
@@ -69,18 +48,9 @@ def list_heads() -> list[str]:
 
 def create_head(name: str, *, calibration: str = "auto", calibration_cv: int = 3, n_jobs: int | None = -1,
                 **params):
-    """Build a head by name. ``calibration``: ``auto`` (calibrate heads that need it), ``sigmoid``
-    (Platt, one per class), ``temperature`` (one softmax temperature), ``isotonic`` or ``none``."""
-    if name not in HEADS:
-        raise ConfigError(f"unknown head {name!r}; choose one of {', '.join(HEADS)}")
-    if calibration not in CALIBRATIONS:
-        raise ConfigError(f"unknown calibration {calibration!r}; choose one of {', '.join(CALIBRATIONS)}")
-    spec = HEADS[name]
-    estimator = spec.build(n_jobs=n_jobs, **params)
-    method = "sigmoid" if calibration == "auto" else calibration
-    if calibration == "none" or (calibration == "auto" and not spec.needs_calibration):
-        return estimator
-    # ensemble=False keeps one fitted model (small bundle, fast predict) and calibrates it on
-    # out-of-fold decision values, so the calibration never sees training-set margins. Folds run
-    # one after the other: the heads use the cores themselves, and memory stays at one fold's.
-    return CalibratedClassifierCV(estimator, method=method, cv=calibration_cv, ensemble=False)
+    """Build a text head by name (see :meth:`HeadRegistry.create`)."""
+    return HEADS.create(name, calibration=calibration, calibration_cv=calibration_cv, n_jobs=n_jobs,
+                        **params)
+
+
+__all__ = ["CALIBRATIONS", "HEADS", "create_head", "list_heads", "register_head"]
