@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+import warnings
 from dataclasses import dataclass
 
 import numpy as np
@@ -32,8 +34,6 @@ def cross_val_proba(estimator, X: pd.DataFrame, y, *, folds: int = 5, seed: int 
     Each fold's model may know fewer classes than the whole set (a rare class can be absent from
     its training part); its columns are placed into the global class order and the rest are 0.
     """
-    import time
-
     y = np.asarray(y, dtype=object).astype(str)
     classes, counts = np.unique(y, return_counts=True)
     if len(classes) < 2:
@@ -46,8 +46,6 @@ def cross_val_proba(estimator, X: pd.DataFrame, y, *, folds: int = 5, seed: int 
     seconds = []
     modalities: dict[str, np.ndarray] | None = None
     # Stratification warns about classes rarer than the fold count; they are handled below.
-    import warnings
-
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message="The least populated class")
         splits = list(skf.split(np.zeros(len(y)), y))

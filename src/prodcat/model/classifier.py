@@ -136,8 +136,8 @@ class Classifier(ClassifierMixin, BaseEstimator):
         self.text_ = clone(self.text if self.text is not None else TextClassifier())
         self.text_.fit(X, y)
         if images is not None:
-            self.image_ = self._fit_image(self.text_, images.embeddings, images.ok, y, extra)
-            self.n_pseudo_labelled_ = getattr(self, "_last_pseudo", 0)
+            self.image_, self.n_pseudo_labelled_ = self._fit_image(self.text_, images.embeddings,
+                                                                   images.ok, y, extra)
             self.fusion_["n_pseudo_labelled"] = self.n_pseudo_labelled_
             if self.fusion_["method"] == "early":
                 self.early_ = EarlyFusion(random_state=self.random_state).fit(
@@ -168,8 +168,9 @@ class Classifier(ClassifierMixin, BaseEstimator):
         return U[encoded.ok].reset_index(drop=True), encoded.embeddings[encoded.ok]
 
     def _fit_image(self, text_model, embeddings, ok, y, extra):
-        """The image model on the labelled photos plus confidently pseudo-labelled ones."""
-        self._last_pseudo = 0
+        """The image model on the labelled photos plus confidently pseudo-labelled ones, and how
+        many pseudo-labelled photos it learnt from."""
+        n_pseudo = 0
         if extra is not None:
             U, u_emb = extra
             proba = text_model.predict_proba(U)
@@ -179,8 +180,8 @@ class Classifier(ClassifierMixin, BaseEstimator):
                 embeddings = np.vstack([embeddings, u_emb[sure]])
                 ok = np.concatenate([ok, np.ones(int(sure.sum()), bool)])
                 y = np.concatenate([y, labels])
-                self._last_pseudo = int(sure.sum())
-        return clone(self.image).fit_embeddings(embeddings, ok, y)
+                n_pseudo = int(sure.sum())
+        return clone(self.image).fit_embeddings(embeddings, ok, y), n_pseudo
 
     def _folds(self) -> int:
         return 3 if self.fusion_cv == "auto" else int(self.fusion_cv)
@@ -201,7 +202,7 @@ class Classifier(ClassifierMixin, BaseEstimator):
             if te.size == 0:
                 continue
             text = clone(self.text if self.text is not None else TextClassifier()).fit(X.iloc[tr], y[tr])
-            image = self._fit_image(text, images.embeddings[tr], ok[tr], y[tr], extra)
+            image, _ = self._fit_image(text, images.embeddings[tr], ok[tr], y[tr], extra)
             p_text[te] = self._columns(text, text.predict_proba(X.iloc[te]))
             p_image[te] = self._columns(image, image.proba_from_embeddings(images.embeddings[te], ok[te]))
             if p_early is not None:
@@ -218,16 +219,14 @@ class Classifier(ClassifierMixin, BaseEstimator):
             candidates["stack"] = (StackedFusion(), cross_val_fused(StackedFusion(), oof, y_idx, self.random_state))
         if p_early is not None:
             candidates["early"] = (None, p_early[rows])
-        scores = {name: log_loss_of(p, y_idx) for name, (_, p) in candidates.items()}
-        scores["text"] = log_loss_of(oof[0], y_idx)
-        scores["image"] = log_loss_of(oof[1], y_idx)
-        chosen = min((name for name in candidates), key=scores.get)
+        oof_by_name = {**{name: p for name, (_, p) in candidates.items()},
+                       "text": oof[0], "image": oof[1]}
+        scores = {name: log_loss_of(p, y_idx) for name, p in oof_by_name.items()}
+        accuracy = {name: float((p.argmax(axis=1) == y_idx).mean()) for name, p in oof_by_name.items()}
+        chosen = min(candidates, key=scores.get)
         fuser = candidates[chosen][0]
         if fuser is not None:
             self.fuser_ = fuser.fit(oof, y_idx)
-        accuracy = {name: float((p.argmax(axis=1) == y_idx).mean()) for name, (_, p) in candidates.items()}
-        accuracy["text"] = float((oof[0].argmax(axis=1) == y_idx).mean())
-        accuracy["image"] = float((oof[1].argmax(axis=1) == y_idx).mean())
         self.fusion_ = {"method": chosen, "requested": self.fusion, "folds": folds,
                         "n_fused": int(ok.sum()), "oof_log_loss": scores, "oof_accuracy": accuracy,
                         **({"fuser": self.fuser_.describe()} if self.fuser_ is not None else {})}
