@@ -191,6 +191,21 @@ def write_table(root: Path, *, encoding: str = "utf-8") -> Path:
     return path
 
 
+@pytest.fixture(scope="session")
+def tracking_store_dir(tmp_path_factory) -> Path:
+    """The MLflow store that tests' train and evaluate runs are recorded in by default."""
+    return tmp_path_factory.mktemp("mlruns")
+
+
+@pytest.fixture(autouse=True)
+def _tracking_store_in_tmp(monkeypatch, tracking_store_dir):
+    """Experiment tracking (prodcat.tracking) writes into a temporary store, never into the
+    repository, the working folder or a developer's own MLflow server."""
+    monkeypatch.setenv("PRODCAT_TRACKING_DIR", str(tracking_store_dir))
+    for name in ("MLFLOW_TRACKING_URI", "PRODCAT_EXPERIMENT"):
+        monkeypatch.delenv(name, raising=False)
+
+
 @pytest.fixture
 def rakuten_dir(tmp_path) -> Path:
     return write_rakuten(tmp_path / "rakuten")

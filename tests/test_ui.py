@@ -83,7 +83,9 @@ def test_seller_page_shows_top3(app_env):
     # Top 3 plus the text modality's own top 3.
     assert len(bars) == 6
     assert bars[0].startswith("1. Cartes à collectionner (1160)") and "%" in bars[0]
-    assert [s.value for s in at.subheader] == ["Top 3 categories", "What each part said"]
+    assert [s.value for s in at.subheader] == ["Top 3 categories", "What each part said", "Why this category"]
+    marked = [m.value for m in at.markdown if "<mark" in m.value]
+    assert marked and "pokémon" in marked[0]  # the raw words, highlighted
     assert at.success or at.warning  # the automation decision is always stated
     assert any("reads text only" in c.value for c in at.caption)
 

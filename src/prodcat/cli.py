@@ -41,7 +41,8 @@ def data_options(fn):
 
 MODEL_DEFAULTS = {"head": "linear-svm", "C": None, "class_weight": True, "calibration": "auto",
                   "max_description_chars": 1000, "threshold": 0.8, "seed": 0,
-                  "image_encoder": "auto", "image_head": "logistic", "fusion": "auto", "unlabelled": None}
+                  "image_encoder": "auto", "image_head": "logistic", "fusion": "auto", "unlabelled": None,
+                  "text_encoder": "none", "fit_cache": True}
 DATA_DEFAULTS = {"fmt": "auto", "split": None, "level": None, "title_col": None, "description_col": None,
                  "image_col": None, "label_col": None, "id_col": None, "image_root": None,
                  "categories": None, "encoding": "utf-8"}
@@ -49,6 +50,7 @@ DATA_DEFAULTS = {"fmt": "auto", "split": None, "level": None, "title_col": None,
 
 def model_options(fn):
     """Options that choose and tune the model (train and evaluate --cv)."""
+    from prodcat.text.encoders import list_text_encoders
     from prodcat.text.heads import CALIBRATIONS, list_heads
 
     d = MODEL_DEFAULTS
@@ -76,6 +78,12 @@ def model_options(fn):
         click.option("--fusion", default=d["fusion"], show_default=True,
                      type=click.Choice(["auto", "late", "stack", "early"]),
                      help="how text and image are combined; auto picks by cross-validation"),
+        click.option("--text-encoder", default=d["text_encoder"], show_default=True,
+                     type=click.Choice(["none", *list_text_encoders()]),
+                     help="sentence embedding appended to the TF-IDF features (extra text-dense)"),
+        click.option("--fit-cache/--no-fit-cache", default=d["fit_cache"], show_default=True,
+                     help="remember fitted models in the prodcat cache folder, so training again on "
+                          "the same data with the same options loads them instead of fitting"),
     ]
     for opt in reversed(options):
         fn = opt(fn)
@@ -96,17 +104,33 @@ def read_data(path, fmt, split, level, title_col, description_col, image_col, la
 
 def build_classifier(head, C, class_weight, calibration, max_description_chars, threshold, seed,
                      image_encoder="none", image_head="logistic", fusion="auto", unlabelled=None,
-                     catalog=None):
+                     catalog=None, text_encoder="none", fit_cache=False):
     from prodcat.model import Classifier
+    from prodcat.model.fitcache import default_fit_cache_dir
     from prodcat.text import TextClassifier
 
     if not 0.0 <= threshold <= 1.0:
         raise ConfigError("--threshold must be between 0 and 1")
     text = TextClassifier(head=head, C=C, class_weight="balanced" if class_weight else None,
                           calibration=calibration, max_description_chars=max_description_chars,
-                          random_state=seed)
+                          random_state=seed, dense=_text_encoder(text_encoder))
     image = _image_model(image_encoder, image_head, seed, catalog)
-    return Classifier(text=text, image=image, fusion=fusion, threshold=threshold, random_state=seed)
+    memory = str(default_fit_cache_dir()) if fit_cache else None
+    return Classifier(text=text, image=image, fusion=fusion, threshold=threshold, memory=memory,
+                      random_state=seed)
+
+
+def _text_encoder(name: str) -> str | None:
+    """The sentence encoder asked for, checked to be installed before any work; None for none."""
+    if name in (None, "none"):
+        return None
+    from prodcat.text.encoders import TextEncoderError, create_text_encoder
+
+    try:
+        create_text_encoder(name).pin_version()
+    except TextEncoderError as exc:
+        raise ConfigError(f"text encoder {name} is unavailable: {exc}") from None
+    return name
 
 
 def fit_params(model, unlabelled: str | None) -> dict:
@@ -156,6 +180,46 @@ def _split_model_kwargs(kwargs: dict) -> dict:
     return {k: kwargs.pop(k) for k in MODEL_DEFAULTS}
 
 
+TRACKING_DEFAULTS = {"track": None, "tracking_uri": None, "experiment": None}
+
+
+def tracking_options(fn):
+    """Options of the commands whose runs are recorded in MLflow (train, evaluate)."""
+    options = [
+        click.option("--track/--no-track", "track", default=None,
+                     help="record the run in MLflow [default: on when the 'track' extra is installed, "
+                          "unless PRODCAT_TRACKING=0]"),
+        click.option("--tracking-uri", default=None,
+                     help="MLflow tracking URI, or a folder for a local SQLite store [MLFLOW_TRACKING_URI, "
+                          "else ./mlruns-prodcat or $PRODCAT_TRACKING_DIR]"),
+        click.option("--experiment", default=None, envvar="PRODCAT_EXPERIMENT",
+                     help="MLflow experiment name [prodcat]"),
+    ]
+    for opt in reversed(options):
+        fn = opt(fn)
+    return fn
+
+
+def _split_tracking_kwargs(kwargs: dict) -> dict:
+    return {k: kwargs.pop(k, None) for k in TRACKING_DEFAULTS}
+
+
+def _start_tracking(options: dict, kind: str, catalog, model, *, data_kw: dict, cv: int | None = None,
+                    unlabelled: str | None = None, tags: dict | None = None):
+    """An MLflow run (prodcat.tracking) that ends with the command: FINISHED once the command calls
+    ``run.finish()``, FAILED if it raises first. Never raises: a store problem is one warning."""
+    from prodcat.tracking import Tracker
+
+    tracker = Tracker(options["tracking_uri"], options["experiment"], options["track"],
+                      warn=lambda msg: echo(f"warning: {msg}"), note=echo)
+    params = {f"data.{'format' if k == 'fmt' else k}": v for k, v in data_kw.items()
+              if v is not None and v != DATA_DEFAULTS.get(k)}
+    params.update({"cv.folds": cv} if cv is not None else {})
+    params.update({"unlabelled": unlabelled} if unlabelled is not None else {})
+    run = tracker.start_run(kind, data=catalog, model=model, params=params, tags=tags, finish_required=True)
+    return click.get_current_context().with_resource(run)
+
+
 # ---------------------------------------------------------------------------------------------
 # commands
 
@@ -173,6 +237,7 @@ def cli():
               help="folds of cross-validation recorded in the bundle; 0 skips, auto = 5 up to 20k listings")
 @data_options
 @model_options
+@tracking_options
 def train(data, out, cv, **kwargs):
     """Train a classifier and save it as a bundle."""
     from prodcat.evaluation import compute_metrics
@@ -180,6 +245,7 @@ def train(data, out, cv, **kwargs):
     from prodcat.model.bundle import check_bundle_target
 
     data_kw, model_kw = _split_data_kwargs(kwargs), _split_model_kwargs(kwargs)
+    track_kw = _split_tracking_kwargs(kwargs)
     check_bundle_target(Path(out))
     catalog = read_data(data, **data_kw)
     labelled = catalog.labelled()
@@ -188,6 +254,8 @@ def train(data, out, cv, **kwargs):
     model = build_classifier(**model_kw, catalog=labelled)
     extra = fit_params(model, model_kw["unlabelled"])
     folds = _cv_folds(cv, labelled)
+    run = _start_tracking(track_kw, "train", labelled, model, data_kw=data_kw, cv=folds,
+                          unlabelled=model_kw["unlabelled"])
     metrics = {}
     if folds:
         t0 = time.perf_counter()
@@ -196,7 +264,8 @@ def train(data, out, cv, **kwargs):
         cvm = compute_metrics(res.y, res.proba, list(res.classes), labelled.taxonomy)
         metrics["cv"] = {"folds": folds, "seconds": round(time.perf_counter() - t0, 1),
                          **{k: cvm[k] for k in ("n", "weighted_f1", "macro_f1", "accuracy", "top3_accuracy",
-                                                "ece", "coverage")}}
+                                                "ece", "log_loss", "coverage")},
+                         "fold_scores": _fold_scores(res), **_cv_modalities(res, labelled.taxonomy)}
         echo(f"{folds}-fold CV: weighted F1 {cvm['weighted_f1']:.4f}, accuracy {cvm['accuracy']:.4f}, "
              f"top-3 {cvm['top3_accuracy']:.4f}")
     echo(f"training on {len(labelled)} listings ...")
@@ -210,9 +279,11 @@ def train(data, out, cv, **kwargs):
     training = {"source": catalog.source, "format": catalog.format, "fingerprint": labelled.fingerprint(),
                 "n_listings": len(labelled), "n_classes": len(model.classes_),
                 "class_counts": labelled.class_counts(), "read_report": catalog.report.to_dict(),
-                "fit_seconds": round(seconds, 2)}
+                "fit_seconds": round(seconds, 2), "tracking": run.bundle_reference()}
     path = model.save(out, training=training, metrics=metrics)
     echo(f"trained {len(model.classes_)} categories in {seconds:.1f} s; bundle written to {path}")
+    run.log_bundle(path)
+    run.finish()
 
 
 def _cv_folds(cv: str, catalog) -> int:
@@ -239,14 +310,17 @@ def _cv_folds(cv: str, catalog) -> int:
                    "[default: on when the model has an image modality; skipped with --cv]")
 @data_options
 @model_options
+@tracking_options
 def evaluate(model_dir, data, out, cv, robustness, **kwargs):
     """Evaluate a bundle on labelled data, or cross-validate on one data set (--cv 5)."""
     from prodcat.evaluation import compute_metrics, write_report
     from prodcat.evaluation.crossval import cross_val_proba
     from prodcat.evaluation.modalities import modality_metrics, modality_sections
     from prodcat.model import load_bundle
+    from prodcat.tracking.values import bundle_tags
 
     data_kw, model_kw = _split_data_kwargs(kwargs), _split_model_kwargs(kwargs)
+    track_kw = _split_tracking_kwargs(kwargs)
     if (model_dir is None) == (cv == 0):
         raise ConfigError("give either --model MODEL_DIR or --cv N (N >= 2)")
     if cv == 1 or cv < 0:
@@ -258,6 +332,8 @@ def evaluate(model_dir, data, out, cv, robustness, **kwargs):
         raise DataError(f"{data} has no labelled listings: evaluation needs labels")
     if model_dir is not None:
         model, manifest = load_bundle(model_dir)
+        run = _start_tracking(track_kw, "evaluate", labelled, model, data_kw=data_kw,
+                              tags=bundle_tags(model_dir, manifest))
         parts = _modalities_in_chunks(model, labelled.X)
         y, classes = labelled.y.to_numpy(), [str(c) for c in model.classes_]
         taxonomy = model.taxonomy_.extended(labelled.taxonomy.categories)
@@ -268,6 +344,8 @@ def evaluate(model_dir, data, out, cv, robustness, **kwargs):
         title = f"prodcat evaluation of {Path(model_dir).name} on {Path(data).name}"
     else:
         model = build_classifier(**model_kw, catalog=labelled)
+        run = _start_tracking(track_kw, "evaluate", labelled, model, data_kw=data_kw, cv=cv,
+                              unlabelled=model_kw["unlabelled"])
         res = cross_val_proba(model, labelled.X, labelled.y, folds=cv, seed=model_kw["seed"],
                               fit_params=fit_params(model, model_kw["unlabelled"]))
         y, classes, taxonomy = res.y, list(res.classes), labelled.taxonomy
@@ -307,11 +385,29 @@ def evaluate(model_dir, data, out, cv, robustness, **kwargs):
         echo(f"warning: {metrics['unseen_labels']['count']} listings have labels the model never saw "
              "(counted as errors)")
     echo(f"report: {paths['report_html']}")
+    run.log_evaluation(metrics, out)
+    run.finish()
 
 
 def _check_out_folder(out: Path) -> None:
     if out.exists() and not out.is_dir():
         raise ConfigError(f"--out {out} is a file; give a folder for the report")
+
+
+def _cv_modalities(res, taxonomy) -> dict:
+    """``{"modalities": {"text"|"image"|"fused": headline scores}}`` of out-of-fold predictions
+    with a photo model (the bundle's manifest keeps the headline, not the per-class detail)."""
+    if not res.modalities:
+        return {}
+    from prodcat.evaluation.modalities import modality_metrics
+
+    m = res.modalities
+    if not (m["text"].sum(axis=1) > 0).all():  # a fold fitted without its image model: not filled
+        return {}
+    mod = modality_metrics(res.y, res.proba, m["text"], m["image"], m["has_image"], list(res.classes), taxonomy)
+    keys = ("n", "weighted_f1", "macro_f1", "accuracy", "top3_accuracy", "ece", "log_loss")
+    return {"modalities": {name: {k: mod[name][k] for k in keys} for name in ("text", "image", "fused")
+                           if name in mod}}
 
 
 def _fold_scores(res) -> list[dict]:
@@ -350,9 +446,18 @@ def _modalities_in_chunks(model, X, chunk: int = 4096) -> dict:
 @click.option("--top-k", type=click.IntRange(1, 100), default=3, show_default=True)
 @click.option("--json", "as_json", is_flag=True, help="print JSON")
 @click.option("--data", default=None, type=click.Path(), help="classify every listing of a data set")
-@click.option("--out", default=None, type=click.Path(), help="predictions file (.csv or .parquet) for --data")
+@click.option("--out", default=None, type=click.Path(),
+              help="predictions for --data: a .csv or .parquet file, or a folder (one Parquet part "
+                   "per partition, resumable, on Dask)")
+@click.option("--scheduler", default=None, help="Dask scheduler address: run --data on that cluster")
+@click.option("--workers", type=click.IntRange(0, 256), default=None,
+              help="local Dask worker processes for --data [one per CPU]; 0: in this process")
+@click.option("--partition-rows", type=click.IntRange(min=1), default=None,
+              help="listings per partition of a folder --out [5000]")
+@click.option("--restart", is_flag=True, help="delete the partitions of another job in the --out folder")
 @data_options
-def predict(model_dir, title, description, image, top_k, as_json, data, out, **kwargs):
+def predict(model_dir, title, description, image, top_k, as_json, data, out, scheduler, workers,
+            partition_rows, restart, **kwargs):
     """Predict the top-k categories of one listing, or of a whole data set (--data, --out)."""
     from prodcat.model import load_bundle
 
@@ -361,8 +466,16 @@ def predict(model_dir, title, description, image, top_k, as_json, data, out, **k
         raise ConfigError("give either --title (one listing) or --data with --out (a data set)")
     if data is not None and out is None:
         raise ConfigError("--data needs --out (a .csv or .parquet file)")
-    if out is not None and Path(out).is_dir():
-        raise ConfigError(f"--out {out} is a folder; give a .csv or .parquet file")
+    if _batch_out(out, scheduler, workers, partition_rows, restart):
+        if data is None:
+            raise ConfigError("--scheduler, --workers, --partition-rows and --restart need --data and "
+                              "an --out folder")
+        from prodcat.batch import DEFAULT_PARTITION_ROWS, run_predict_job
+
+        run_predict_job(model_dir, data, out, k=top_k, partition_rows=partition_rows or DEFAULT_PARTITION_ROWS,
+                        scheduler=scheduler, workers=workers, restart=restart,
+                        data_options=_source_options(data_kw), echo=echo)
+        return
     if image is not None and not Path(image).is_file():
         raise DataError(f"image not found: {image}")
     model, manifest = load_bundle(model_dir)
@@ -403,6 +516,22 @@ def predict(model_dir, title, description, image, top_k, as_json, data, out, **k
          f"({int(frame['needs_review'].sum())} need review at threshold {model.threshold:.0%})")
 
 
+def _batch_out(out, scheduler, workers, partition_rows, restart) -> bool:
+    """Whether ``predict`` writes a partitioned folder (on Dask): --out is a folder (existing, or a
+    name without a suffix), or a batch option was given."""
+    asked = any(v not in (None, False) for v in (scheduler, workers, partition_rows, restart))
+    folder = out is not None and (Path(out).is_dir() or not Path(out).suffix)
+    if asked and out is not None and not folder:
+        raise ConfigError(f"--scheduler, --workers, --partition-rows and --restart write a folder of "
+                          f"Parquet parts; --out {out} names a file")
+    return asked or folder
+
+
+def _source_options(data_kw: dict) -> dict:
+    """Data options as :func:`prodcat.batch.open_source` takes them."""
+    return {("format" if k == "fmt" else k): v for k, v in data_kw.items()}
+
+
 def _predict_frame_in_chunks(model, catalog, k: int, chunk: int = 4096):
     import pandas as pd
     from tqdm.auto import tqdm
@@ -414,6 +543,81 @@ def _predict_frame_in_chunks(model, catalog, k: int, chunk: int = 4096):
             parts.append(model.predict_frame(X.iloc[s:s + chunk], k, ids=ids.iloc[s:s + chunk]))
             bar.update(min(chunk, len(X) - s))
     return pd.concat(parts, ignore_index=True)
+
+
+@cli.command()
+@click.option("--data", required=True, type=click.Path(), help="catalogue whose photos to encode")
+@click.option("--encoder", default="efficientnet-lite0", show_default=True,
+              help="image encoder: efficientnet-lite0, -lite1 or -lite2")
+@click.option("--cache", "cache_file", default=None, type=click.Path(),
+              help="embedding cache file [the one training reads: $PRODCAT_CACHE_DIR/embeddings.sqlite]")
+@click.option("--scheduler", default=None, help="Dask scheduler address: encode on that cluster")
+@click.option("--workers", type=click.IntRange(0, 256), default=None,
+              help="local Dask worker processes [one per CPU]; 0: in this process")
+@click.option("--partition-rows", type=click.IntRange(min=1), default=256, show_default=True,
+              help="listings per task")
+@data_options
+def embed(data, encoder, cache_file, scheduler, workers, partition_rows, **kwargs):
+    """Encode a catalogue's photos, on a Dask cluster, into the embedding cache training reads."""
+    from prodcat.batch import run_embed_job
+
+    run_embed_job(data, encoder=encoder, cache=cache_file, partition_rows=partition_rows,
+                  scheduler=scheduler, workers=workers,
+                  data_options=_source_options(_split_data_kwargs(kwargs)), echo=echo)
+
+
+@cli.command()
+@click.option("--model", "model_dir", required=True, type=click.Path(), help="bundle to use")
+@click.option("--title", default="", help="listing title")
+@click.option("--description", default="", help="listing description")
+@click.option("--image", default=None, type=click.Path(), help="listing photo")
+@click.option("--out", required=True, type=click.Path(),
+              help="folder for explanation.json and heatmap.png")
+@click.option("--top-k", type=click.IntRange(1, 20), default=3, show_default=True,
+              help="classes whose word weights are explained")
+@click.option("--text-method", type=click.Choice(["auto", "linear", "lime"]), default="auto", show_default=True,
+              help="linear: exact word contributions of a linear head; lime: LIME, any head")
+@click.option("--image-method", type=click.Choice(["auto", "gradcam", "occlusion"]), default="auto",
+              show_default=True, help="gradcam needs PyTorch (extra image-export); occlusion runs on ONNX")
+@click.option("--lime-samples", type=click.IntRange(10, 100_000), default=500, show_default=True,
+              help="perturbed copies LIME classifies (its time grows with them)")
+@click.option("--words", type=click.IntRange(1, 100), default=8, show_default=True,
+              help="words listed per class")
+def explain(model_dir, title, description, image, out, top_k, text_method, image_method, lime_samples, words):
+    """Explain why the model files one listing where it does: word weights, photo heat map,
+    and what text and photo each contributed."""
+    from prodcat.explain import explain_listing
+    from prodcat.model import load_bundle
+
+    if not title.strip() and not description.strip() and image is None:
+        raise DataError("the listing needs a title, a description or a photo")
+    if image is not None and not Path(image).is_file():
+        raise DataError(f"image not found: {image}")
+    model, _ = load_bundle(model_dir)
+    explanation = explain_listing(model, {"title": title, "description": description, "image": image},
+                                  top_k, text_method=text_method, image_method=image_method,
+                                  lime_samples=lime_samples)
+    path = explanation.save(out, n_words=words)
+    for rank, a in enumerate(explanation.answer, 1):
+        label = a["name"] if a["name"] == a["code"] else f"{a['name']} ({a['code']})"
+        click.echo(f"{rank}. {label[:50]:<50} {a['probability']:6.1%}")
+        if explanation.text is not None:
+            pro = explanation.text.top_words(rank - 1, words, sign=1)
+            con = explanation.text.top_words(rank - 1, max(1, words // 2), sign=-1)
+            click.echo("   for:     " + (", ".join(f"{w} {v:+.2f}" for w, v in pro) or "-"))
+            click.echo("   against: " + (", ".join(f"{w} {v:+.2f}" for w, v in con) or "-"))
+    if explanation.text is not None:
+        click.echo(f"word weights: {explanation.text.unit} ({explanation.text.method})")
+    m = explanation.modalities
+    if m.get("agree") is not None:
+        click.echo(f"text says {m['text_top']}, photo says {m['image_top']}: "
+                   f"{'they agree' if m['agree'] else 'they disagree'} (decided by {m['decided_by']})")
+    if explanation.image is not None:
+        click.echo(f"heat map ({explanation.image.method}, class {explanation.image.target}): "
+                   f"{explanation.heatmap_path}")
+    for note in explanation.notes:
+        click.echo(f"note: {note}")
+    click.echo(f"explanation: {path} ({explanation.seconds:.2f} s)")
 
 
 @cli.command()
@@ -431,6 +635,55 @@ def info(model_dir):
     if cvm:
         click.echo(f"CV        {cvm['folds']}-fold weighted F1 {cvm['weighted_f1']:.4f}, "
                    f"accuracy {cvm['accuracy']:.4f}")
+    tracked = t.get("tracking") or {}
+    if tracked.get("mlflow_run_id"):
+        click.echo(f"tracked   MLflow run {tracked['mlflow_run_id']} in {tracked.get('mlflow_tracking_uri')}")
+
+
+@cli.command()
+@click.option("--tracking-uri", default=None,
+              help="MLflow tracking URI or store folder [MLFLOW_TRACKING_URI, else ./mlruns-prodcat "
+                   "or $PRODCAT_TRACKING_DIR]")
+@click.option("--experiment", default="prodcat", show_default=True, envvar="PRODCAT_EXPERIMENT")
+@click.option("--kind", type=click.Choice(["train", "evaluate"]), default=None, help="only runs of this command")
+@click.option("--metric", default="weighted_f1", show_default=True,
+              help="metric shown first and sorted by (best first; lowest first for losses and ECE)")
+@click.option("--limit", type=click.IntRange(1, 10_000), default=20, show_default=True,
+              help="most recent runs listed")
+@click.option("--compare", is_flag=True, help="compare the RUN_IDS given side by side")
+@click.option("--all", "show_all", is_flag=True, help="with --compare: also parameters and metrics that are equal")
+@click.option("--json", "as_json", is_flag=True, help="print JSON")
+@click.argument("run_ids", nargs=-1)
+def runs(tracking_uri, experiment, kind, metric, limit, compare, show_all, as_json, run_ids):
+    """List tracked train/evaluate runs, or compare some: prodcat runs --compare ID1 ID2 (id prefixes do)."""
+    from prodcat.tracking import resolve_uri
+    from prodcat.tracking import runs as R
+
+    if run_ids and not compare:
+        raise ConfigError("run ids are compared: add --compare (prodcat runs --compare ID1 ID2)")
+    if compare and not run_ids:
+        raise ConfigError("--compare needs run ids (as listed by prodcat runs; a unique prefix is enough)")
+    uri = resolve_uri(tracking_uri)
+    try:
+        client, experiment_id = R.connect(uri, experiment)
+    except R.NoRuns as exc:
+        if compare:
+            raise ConfigError(f"cannot compare runs: {exc}") from None
+        if as_json:
+            click.echo("[]")
+        echo(str(exc))
+        return
+    if compare:
+        cmp = R.compare(R.find_runs(client, experiment_id, run_ids), show_all=show_all)
+        click.echo(json.dumps(cmp, indent=2, ensure_ascii=False) if as_json else R.format_compare(cmp))
+        return
+    records = R.list_runs(client, experiment_id, kind=kind, limit=limit, metric=metric)
+    if as_json:
+        click.echo(json.dumps(records, indent=2, ensure_ascii=False))
+    elif records:
+        click.echo(R.format_runs(records, metric))
+    if not records:
+        echo(f"no {kind + ' ' if kind else ''}runs yet in experiment {experiment!r} ({uri})")
 
 
 @cli.command()

@@ -213,6 +213,11 @@ def test_serve_and_ui_in_a_real_browser(e2e_model, browser, tmp_path):
         assert ("reads text only" in page) != fused
         assert "Needs review" in page or "can be filed automatically" in page
         assert "What each part said" in page
+        # The explanation under the answer: the seller's own words highlighted, the heat map.
+        wait.until(EC.text_to_be_present_in_element((By.TAG_NAME, "body"), "Why this category"))
+        assert browser.find_elements(By.CSS_SELECTOR, "mark")
+        if fused:
+            wait.until(EC.text_to_be_present_in_element((By.TAG_NAME, "body"), "Photo regions behind"))
         shot = tmp_path / "e2e-seller-page.png"
         assert browser.save_screenshot(str(shot))
         shots.append(shot)

@@ -44,7 +44,9 @@ def cross_val_proba(estimator, X: pd.DataFrame, y, *, folds: int = 5, seed: int 
     proba = np.zeros((len(y), len(classes)), dtype=np.float64)
     fold_of = np.zeros(len(y), dtype=int)
     seconds = []
-    modalities: dict[str, np.ndarray] | None = None
+    modalities = {"text": np.zeros_like(proba), "image": np.zeros_like(proba),
+                  "has_image": np.zeros(len(y), dtype=bool)}
+    any_image = False
     # Stratification warns about classes rarer than the fold count; they are handled below.
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message="The least populated class")
@@ -59,11 +61,11 @@ def cross_val_proba(estimator, X: pd.DataFrame, y, *, folds: int = 5, seed: int 
         cols = np.searchsorted(classes, np.asarray(model.classes_).astype(str))
         if hasattr(model, "predict_modalities"):
             parts = model.predict_modalities(X.iloc[te].reset_index(drop=True))
+            modalities["text"][np.ix_(te, cols)] = parts["text"]
+            # A fold whose image model was left out (too few photos) saw no photo: its rows
+            # count as listings without one, never as zero probabilities.
             if parts.get("image") is not None:
-                if modalities is None:
-                    modalities = {"text": np.zeros_like(proba), "image": np.zeros_like(proba),
-                                  "has_image": np.zeros(len(y), dtype=bool)}
-                modalities["text"][np.ix_(te, cols)] = parts["text"]
+                any_image = True
                 modalities["image"][np.ix_(te, cols)] = parts["image"]
                 modalities["has_image"][te] = parts["has_image"]
             p = parts["fused"]
@@ -71,4 +73,4 @@ def cross_val_proba(estimator, X: pd.DataFrame, y, *, folds: int = 5, seed: int 
             p = model.predict_proba(X.iloc[te].reset_index(drop=True))
         proba[np.ix_(te, cols)] = p
         fold_of[te] = i
-    return CrossValResult(classes, proba, y, fold_of, seconds, modalities)
+    return CrossValResult(classes, proba, y, fold_of, seconds, modalities if any_image else None)

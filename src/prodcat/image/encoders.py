@@ -29,7 +29,7 @@ import threading
 import time
 import warnings
 from collections import Counter, deque
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -48,6 +48,7 @@ from prodcat.image.loading import (
     read_image_bytes,
 )
 from prodcat.image.preprocess import PreprocessConfig, preprocess_image
+from prodcat.progress import progress_callback
 
 #: Bump when the exported graph changes (inputs, outputs, wrapper): old exports and the
 #: embeddings cached from them are then ignored.
@@ -404,7 +405,7 @@ class ImageEncoder:
                                                  if d is not None])
             pending.clear()
 
-        bar = _progress_bar(n, progress, f"encoding images ({self.name})")
+        bar = progress_callback(n, progress, f"encoding images ({self.name})", unit="img")
         # A bounded window of submitted tasks: enough to keep every worker busy while a batch
         # runs, without holding all of a large catalogue's pixels in memory.
         window_size = 2 * batch_size + 2 * workers
@@ -478,21 +479,6 @@ class ImageEncoder:
         """The PyTorch model behind the export, in eval mode (for comparisons; needs torch)."""
         return build_torch_model(self.spec)
 
-
-def _progress_bar(total: int, enabled: bool, desc: str) -> Callable[[int | None], None]:
-    if not enabled:
-        return lambda step: None
-    from tqdm.auto import tqdm
-
-    bar = tqdm(total=total, desc=desc, unit="img")
-
-    def update(step: int | None) -> None:
-        if step is None:
-            bar.close()
-        else:
-            bar.update(step)
-
-    return update
 
 
 # --- export ------------------------------------------------------------------------------------

@@ -23,6 +23,7 @@ from sklearn.base import BaseEstimator, ClassifierMixin
 from sklearn.preprocessing import StandardScaler
 from sklearn.utils.validation import check_is_fitted
 
+from prodcat.embedding_cache import EmbeddingCache as BaseEmbeddingCache
 from prodcat.errors import DataError
 from prodcat.image.cache import EmbeddingCache
 from prodcat.image.encoders import EncodedImages, ImageEncoder, create_encoder
@@ -98,7 +99,7 @@ class ImageClassifier(ClassifierMixin, BaseEstimator):
     def embed(self, X, *, warn: bool = True) -> EncodedImages:
         """Raw (unstandardised) embeddings of the rows' photos, with the ok mask and reasons."""
         cache = self.cache
-        if isinstance(cache, EmbeddingCache):
+        if isinstance(cache, BaseEmbeddingCache):  # any cache object, the text side's too
             pass
         elif cache is True or isinstance(cache, (str, os.PathLike)):
             cache = EmbeddingCache(None if cache is True else cache)

@@ -88,11 +88,15 @@ def save_bundle(model, path: str | Path, *, training: dict | None = None, metric
             shutil.copyfile(encoder.hash_path, dest.with_name(encoder.hash_path.name))
             parts["image_encoder"] = {"file": f"{ENCODER_DIR}/{src.name}", "sha256": sha256_file(dest),
                                       "bytes": dest.stat().st_size, "encoder": encoder.name}
+        versions = library_versions()
+        text_encoder = _text_encoder_record(model)
+        if text_encoder is not None:
+            versions[text_encoder["package"]] = text_encoder["version"]
         manifest = {
             "format": FORMAT,
             "format_version": FORMAT_VERSION,
             "created_at": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
-            "versions": library_versions(),
+            "versions": versions,
             "classes": [str(c) for c in model.classes_],
             "taxonomy": model.taxonomy_.to_records(),
             "threshold": model.threshold,
@@ -105,6 +109,8 @@ def save_bundle(model, path: str | Path, *, training: dict | None = None, metric
             "notes": notes or [],
             "parts": parts,
         }
+        if text_encoder is not None:
+            manifest["text_encoder"] = text_encoder
         (tmp / MANIFEST).write_text(json.dumps(manifest, indent=2, ensure_ascii=False), encoding="utf-8")
         if path.exists():
             shutil.rmtree(path)
@@ -155,6 +161,39 @@ def _image_encoder(model):
     return getattr(image, "encoder_", None) if image is not None else None
 
 
+def _text_encoder(model):
+    """The text model's sentence encoder (``TextClassifier(dense=...)``), or None."""
+    features = getattr(getattr(model, "text_", None), "features_", None)
+    return getattr(features, "dense_encoder_", None)
+
+
+def _text_encoder_record(model) -> dict | None:
+    # The encoder's weights are not stored: its package ships them (tens of MB) and is re-created
+    # at load time; the manifest pins the package version the embeddings came from.
+    encoder = _text_encoder(model)
+    if encoder is None:
+        return None
+    return {"name": encoder.name, "package": encoder.spec.package, "version": encoder.pin_version(),
+            "encoder_id": encoder.encoder_id, "dim": encoder.dim}
+
+
+def _check_text_encoder(path: Path, manifest: dict) -> None:
+    record = manifest.get("text_encoder")
+    if not record:
+        return
+    from importlib.metadata import PackageNotFoundError, version
+
+    package, wanted = record.get("package"), record.get("version")
+    try:
+        installed = version(str(package))
+    except PackageNotFoundError:
+        raise BundleError(f"bundle {path} uses the {record.get('name')} text encoder, which needs "
+                          f"{package}=={wanted}: pip install 'prodcat[text-dense]'") from None
+    if installed != wanted:
+        raise BundleError(f"bundle {path} was saved with {package} {wanted}, this install has "
+                          f"{installed}; install {package}=={wanted} or retrain the model")
+
+
 def _checked_part(path: Path, manifest: dict, name: str) -> Path:
     part = manifest.get("parts", {}).get(name, {})
     fpath = path / str(part.get("file", ""))
@@ -171,6 +210,7 @@ def load_bundle(path: str | Path):
     path = Path(path)
     manifest = read_manifest(path)
     fpath = _checked_part(path, manifest, "classifier")
+    _check_text_encoder(path, manifest)
     try:
         model = joblib.load(fpath)
     except Exception as exc:  # a matching hash makes this unlikely; still never a raw traceback

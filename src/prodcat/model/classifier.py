@@ -8,16 +8,24 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from sklearn.base import BaseEstimator, ClassifierMixin, clone
+from sklearn.base import BaseEstimator, ClassifierMixin
 from sklearn.model_selection import StratifiedKFold
 from sklearn.utils.validation import check_is_fitted
-from tqdm.auto import tqdm
 
 from prodcat.data.catalog import FEATURE_COLUMNS, label_to_code
 from prodcat.data.taxonomy import Taxonomy
 from prodcat.errors import ConfigError, DataError
-from prodcat.fusion.early import EarlyFusion
-from prodcat.fusion.fusers import LateFusion, StackedFusion, cross_val_fused, log_loss_of
+from prodcat.model.fitcache import fit_memory, remembered, source_fingerprint
+from prodcat.model.fitting import (
+    choose_fusion,
+    fit_early,
+    fit_image_head,
+    fit_text,
+    out_of_fold,
+    place_columns,
+    remembered_pseudo_labels,
+    with_pseudo_labels,
+)
 from prodcat.text.model import TextClassifier
 
 
@@ -88,10 +96,14 @@ class Classifier(ClassifierMixin, BaseEstimator):
         model's training set under the text model's answer when it is at least this confident.
         Marketplaces have far more unlabelled listings than labelled ones; the text model is the
         stronger one, and its confident answers are rarely wrong (see the coverage table).
+    memory : None, str or joblib.Memory
+        Where fits are remembered (:mod:`prodcat.model.fitcache`): fitting again on the same
+        listings with the same parameters loads each model instead of fitting it. None: off.
     """
 
     def __init__(self, text=None, image=None, fusion="auto", fusion_cv="auto", threshold=0.8,
-                 min_class_count=3, min_images=30, pseudo_label_threshold=0.9, random_state=0):
+                 min_class_count=3, min_images=30, pseudo_label_threshold=0.9, memory=None,
+                 random_state=0):
         self.text = text
         self.image = image
         self.fusion = fusion
@@ -100,6 +112,7 @@ class Classifier(ClassifierMixin, BaseEstimator):
         self.min_class_count = min_class_count
         self.min_images = min_images
         self.pseudo_label_threshold = pseudo_label_threshold
+        self.memory = memory
         self.random_state = random_state
 
     # Fitting -----------------------------------------------------------------------------------
@@ -129,19 +142,26 @@ class Classifier(ClassifierMixin, BaseEstimator):
         self.n_train_ = len(y)
         self.image_ = self.fuser_ = self.early_ = None
         self.fusion_ = None
+        memory, code = fit_memory(self.memory), source_fingerprint()
+        text = self.text if self.text is not None else TextClassifier()
         images = self._embed_for_fit(X, y)
         extra = self._embed_unlabelled(unlabelled) if images is not None else None
         if images is not None:
-            self._fit_fusion(X, y, images, extra)
-        self.text_ = clone(self.text if self.text is not None else TextClassifier())
-        self.text_.fit(X, y)
+            self._fit_fusion(memory, code, text, X, y, images, extra)
+        self.text_ = remembered(memory, fit_text)(text, X, y, code)
         if images is not None:
-            self.image_, self.n_pseudo_labelled_ = self._fit_image(self.text_, images.embeddings,
-                                                                   images.ok, y, extra)
+            sure, labels = (remembered(memory, remembered_pseudo_labels)(
+                memory, text, X, y, extra[0], self.pseudo_label_threshold, code)
+                if extra is not None else (None, None))
+            *image_set, self.n_pseudo_labelled_ = with_pseudo_labels(
+                images.embeddings, images.ok, y, extra, sure, labels)
+            self.image_ = remembered(memory, fit_image_head)(self.image, *image_set, code)
             self.fusion_["n_pseudo_labelled"] = self.n_pseudo_labelled_
             if self.fusion_["method"] == "early":
-                self.early_ = EarlyFusion(random_state=self.random_state).fit(
-                    self.text_, self.image_, X, images, y)
+                self.early_ = remembered(memory, fit_early)(
+                    memory, text, self.image, X, y, images.embeddings, images.ok, image_set,
+                    self.random_state, code)
+                self.early_.text_model_, self.early_.image_model_ = self.text_, self.image_
         return self
 
     def _embed_for_fit(self, X, y):
@@ -167,26 +187,10 @@ class Classifier(ClassifierMixin, BaseEstimator):
             return None
         return U[encoded.ok].reset_index(drop=True), encoded.embeddings[encoded.ok]
 
-    def _fit_image(self, text_model, embeddings, ok, y, extra):
-        """The image model on the labelled photos plus confidently pseudo-labelled ones, and how
-        many pseudo-labelled photos it learnt from."""
-        n_pseudo = 0
-        if extra is not None:
-            U, u_emb = extra
-            proba = text_model.predict_proba(U)
-            sure = proba.max(axis=1) >= self.pseudo_label_threshold
-            if sure.any():
-                labels = np.asarray(text_model.classes_).astype(str)[proba[sure].argmax(axis=1)]
-                embeddings = np.vstack([embeddings, u_emb[sure]])
-                ok = np.concatenate([ok, np.ones(int(sure.sum()), bool)])
-                y = np.concatenate([y, labels])
-                n_pseudo = int(sure.sum())
-        return clone(self.image).fit_embeddings(embeddings, ok, y), n_pseudo
-
     def _folds(self) -> int:
         return 3 if self.fusion_cv == "auto" else int(self.fusion_cv)
 
-    def _fit_fusion(self, X, y, images, extra=None) -> None:
+    def _fit_fusion(self, memory, code, text, X, y, images, extra=None) -> None:
         """Out-of-fold text and image probabilities on the listings with photos → a fuser."""
         ok = images.ok
         folds = self._folds()
@@ -194,48 +198,20 @@ class Classifier(ClassifierMixin, BaseEstimator):
         with warnings.catch_warnings():
             warnings.filterwarnings("ignore", message="The least populated class")
             splits = list(skf.split(np.zeros(len(y)), y))
-        p_text = np.zeros((len(y), len(self.classes_)))
-        p_image = np.zeros_like(p_text)
-        p_early = np.zeros_like(p_text) if self.fusion in ("early", "auto") else None
-        for tr, te in tqdm(splits, desc="fusion folds", unit="fold", disable=len(y) < 5000):
-            te = te[ok[te]]  # only listings with a photo are fused
-            if te.size == 0:
-                continue
-            text = clone(self.text if self.text is not None else TextClassifier()).fit(X.iloc[tr], y[tr])
-            image, _ = self._fit_image(text, images.embeddings[tr], ok[tr], y[tr], extra)
-            p_text[te] = self._columns(text, text.predict_proba(X.iloc[te]))
-            p_image[te] = self._columns(image, image.proba_from_embeddings(images.embeddings[te], ok[te]))
-            if p_early is not None:
-                early = EarlyFusion(random_state=self.random_state).fit(text, image, X.iloc[tr],
-                                                                        images.subset(tr), y[tr])
-                p_early[te] = self._columns(early, early.predict_proba(X.iloc[te], images.subset(te)))
+        p_text, p_image, p_early = remembered(memory, out_of_fold)(
+            text, self.image, self.fusion in ("early", "auto"), X, y, images.embeddings, ok, extra,
+            self.pseudo_label_threshold, splits, self.classes_, self.random_state, code)
         rows = np.flatnonzero(ok)
         y_idx = np.searchsorted(self.classes_.astype(str), y[rows])
-        oof = [p_text[rows], p_image[rows]]
-        candidates = {}
-        if self.fusion in ("late", "auto"):
-            candidates["late"] = (LateFusion(), cross_val_fused(LateFusion(), oof, y_idx, self.random_state))
-        if self.fusion in ("stack", "auto"):
-            candidates["stack"] = (StackedFusion(), cross_val_fused(StackedFusion(), oof, y_idx, self.random_state))
-        if p_early is not None:
-            candidates["early"] = (None, p_early[rows])
-        oof_by_name = {**{name: p for name, (_, p) in candidates.items()},
-                       "text": oof[0], "image": oof[1]}
-        scores = {name: log_loss_of(p, y_idx) for name, p in oof_by_name.items()}
-        accuracy = {name: float((p.argmax(axis=1) == y_idx).mean()) for name, p in oof_by_name.items()}
-        chosen = min(candidates, key=scores.get)
-        fuser = candidates[chosen][0]
-        if fuser is not None:
-            self.fuser_ = fuser.fit(oof, y_idx)
+        chosen, self.fuser_, scores, accuracy = remembered(memory, choose_fusion)(
+            p_text[rows], p_image[rows], p_early[rows] if p_early is not None else None, y_idx,
+            self.fusion, self.random_state, code)
         self.fusion_ = {"method": chosen, "requested": self.fusion, "folds": folds,
                         "n_fused": int(ok.sum()), "oof_log_loss": scores, "oof_accuracy": accuracy,
                         **({"fuser": self.fuser_.describe()} if self.fuser_ is not None else {})}
 
     def _columns(self, model, proba: np.ndarray) -> np.ndarray:
-        """A fold model may know fewer classes than the whole set: place its columns."""
-        out = np.zeros((proba.shape[0], len(self.classes_)))
-        out[:, np.searchsorted(self.classes_.astype(str), np.asarray(model.classes_).astype(str))] = proba
-        return out
+        return place_columns(self.classes_, model, proba)
 
     # Predicting --------------------------------------------------------------------------------
 

@@ -38,6 +38,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 import prodcat
+from prodcat.errors import ProdcatError
 from prodcat.serving.batching import MicroBatcher
 from prodcat.serving.config import ServingSettings, digest_key
 from prodcat.serving.errors import ServingError, error_response
@@ -46,6 +47,7 @@ from prodcat.serving.metrics import MetricsMiddleware, ServingMetrics
 from prodcat.serving.schemas import (
     BatchResponse,
     CategoriesResponse,
+    ExplainResponse,
     Health,
     ModelResponse,
     PredictResponse,
@@ -296,7 +298,7 @@ def create_app(settings: ServingSettings, service: ModelService | None = None) -
         except ValidationError as exc:
             raise _validation_error(exc, s) from None
 
-    async def parse_form(request: Request) -> tuple[BaseModel, bytes | None]:
+    async def parse_form(request: Request, form_model: type[BaseModel]) -> tuple[BaseModel, bytes | None]:
         try:
             # Text parts are bounded too (UTF-8 takes at most 4 bytes a character).
             form = await request.form(max_files=1, max_fields=16,
@@ -310,7 +312,7 @@ def create_app(settings: ServingSettings, service: ModelService | None = None) -
         try:
             fields = {k: v for k, v in form.items() if k != "image" and isinstance(v, str)}
             try:
-                m = models.form.model_validate(fields)
+                m = form_model.model_validate(fields)
             except ValidationError as exc:
                 raise _validation_error(exc, s) from None
             upload = form.get("image")
@@ -328,6 +330,20 @@ def create_app(settings: ServingSettings, service: ModelService | None = None) -
         finally:
             await form.close()
 
+    async def parse_listing(request: Request, json_model: type[BaseModel],
+                            form_model: type[BaseModel]) -> tuple[BaseModel, bytes | None]:
+        """One listing from a JSON body (photo base64-encoded) or a multipart form (photo as the
+        file part ``image``): the validated fields and the photo's bytes, if any."""
+        media = _media_type(request)
+        if media in ("multipart/form-data", "application/x-www-form-urlencoded"):
+            return await parse_form(request, form_model)
+        if media == "application/json" or media.endswith("+json"):
+            m = await parse_json(request, json_model)
+            return m, _decode_base64(m.image, "image", s) if m.image else None
+        raise ServingError(415, "unsupported_media_type",
+                           "send application/json or multipart/form-data (a URL-encoded form "
+                           "without a photo is accepted too)")
+
     # -- endpoints ----------------------------------------------------------------------------
 
     predict_body = {"requestBody": {"required": True, "content": {
@@ -343,16 +359,7 @@ def create_app(settings: ServingSettings, service: ModelService | None = None) -
         """A JSON body (`PredictRequest`, photo base64-encoded) or a multipart form (`title`,
         `description`, `top_k`, and the photo as the file part `image`)."""
         t0 = time.perf_counter()
-        media = _media_type(request)
-        if media in ("multipart/form-data", "application/x-www-form-urlencoded"):
-            m, data = await parse_form(request)
-        elif media == "application/json" or media.endswith("+json"):
-            m = await parse_json(request, models.predict)
-            data = _decode_base64(m.image, "image", s) if m.image else None
-        else:
-            raise ServingError(415, "unsupported_media_type",
-                               "send application/json or multipart/form-data (a URL-encoded form "
-                               "without a photo is accepted too)")
+        m, data = await parse_listing(request, models.predict, models.form)
         result = (await run_queries([(m, data)], ["image"]))[0]
         svc, _ = ready_service()
         return {**result, "model_id": svc.model_id,
@@ -392,6 +399,40 @@ def create_app(settings: ServingSettings, service: ModelService | None = None) -
         svc, _ = ready_service()
         return {"results": results, "model_id": svc.model_id,
                 "latency_ms": round((time.perf_counter() - t0) * 1000, 3)}
+
+    explain_body = {"requestBody": {"required": True, "content": {
+        "application/json": {"schema": {"$ref": "#/components/schemas/ExplainRequest"}},
+        "multipart/form-data": {"schema": {"$ref": "#/components/schemas/ExplainForm"}},
+    }}}
+    explain_slots = asyncio.Semaphore(s.explain_concurrency)
+
+    @app.post("/v1/explain", response_model=ExplainResponse, tags=["predict"],
+              dependencies=v1_deps, openapi_extra=explain_body,
+              responses=error_responses(*v1_errors, 413, 415, 422, 503),
+              summary="Why the model gives one listing its categories")
+    async def explain(request: Request) -> dict:
+        """The answer with its reasons: each word's signed weight for the top-k categories, a
+        heat map of the photo regions behind the top one (`heatmap_png`), and how far text and
+        photo each moved the probabilities. Same inputs as `/v1/predict`, plus the options of
+        `ExplainRequest`."""
+        t0 = time.perf_counter()
+        m, data = await parse_listing(request, models.explain, models.explain_form)
+        svc, _ = ready_service()
+        path = await run_in_threadpool(store_image, data, "image") if data is not None else None
+        try:
+            query = Query(title=m.title, description=m.description or "",
+                          image=str(path) if path is not None else None, top_k=m.top_k)
+            async with explain_slots:
+                result = await run_in_threadpool(
+                    svc.explain, query, text_method=m.text_method, image_method=m.image_method,
+                    lime_samples=m.lime_samples, heatmap=m.heatmap)
+        except ProdcatError as exc:  # e.g. LIME not installed, a head LIME alone can explain
+            raise ServingError(422, "cannot_explain", str(exc)) from None
+        finally:
+            ImageStore.discard([path])
+        png = result.pop("heatmap_png")
+        return {**result, "heatmap_png": base64.b64encode(png).decode("ascii") if png else None,
+                "model_id": svc.model_id, "latency_ms": round((time.perf_counter() - t0) * 1000, 3)}
 
     @app.get("/v1/categories", response_model=CategoriesResponse, tags=["model"],
              dependencies=v1_deps, responses=error_responses(*v1_errors, 503))
@@ -436,11 +477,12 @@ def create_app(settings: ServingSettings, service: ModelService | None = None) -
         schema = get_openapi(title=app.title, version=app.version, description=app.description,
                              routes=app.routes)
         comps = schema.setdefault("components", {}).setdefault("schemas", {})
-        for model in (models.predict, models.batch):
+        for model in (models.predict, models.batch, models.explain):
             js = model.model_json_schema(ref_template="#/components/schemas/{model}")
             comps.update(js.pop("$defs", {}))
             comps[js.get("title", model.__name__)] = js
-        comps["PredictForm"] = form_schema(models, s.max_image_bytes)
+        comps["PredictForm"] = form_schema(models.form, s.max_image_bytes)
+        comps["ExplainForm"] = form_schema(models.explain_form, s.max_image_bytes)
         app.openapi_schema = schema
         return schema
 

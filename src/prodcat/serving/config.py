@@ -44,6 +44,10 @@ class ServingSettings:
     max_batch: int = 64
     #: Most categories a request may ask for.
     max_top_k: int = 20
+    #: Most perturbed copies one ``/v1/explain`` request may ask LIME to classify.
+    max_lime_samples: int = 2_000
+    #: Explanations computed at once (each keeps the cores busy for up to a few seconds).
+    explain_concurrency: int = 1
     #: Most listings the micro-batcher hands the model in one call.
     inference_batch: int = 64
     #: SHA-256 digests of the accepted API keys; empty means the API is open.

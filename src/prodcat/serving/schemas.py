@@ -7,7 +7,7 @@ OpenAPI schema (``maxLength`` of the title...) are the limits the server applies
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -44,6 +44,27 @@ class Prediction(BaseModel):
 class PredictResponse(Prediction):
     model_id: str
     latency_ms: float = Field(description="server time for this request, queueing included")
+
+
+class ExplainResponse(BaseModel):
+    answer: list[Category] = Field(description="the final answer, best first (what /v1/predict says)")
+    text: dict[str, Any] | None = Field(
+        description="the listing's cleaned words (`tokens`, with `span` offsets into the raw title "
+                    "or description when known) and, per answered class, each word's signed weight "
+                    "(`token_weights`, in `unit`), the top words, the bias; null without text")
+    image: dict[str, Any] | None = Field(
+        description="the heat map of the photo regions behind the top class (`heatmap.grid`, "
+                    "coarse; the overlay is `heatmap_png`); null without a usable photo")
+    modalities: dict[str, Any] = Field(
+        description="per class: fused, text-only and image-only probabilities, how far the photo "
+                    "and the text moved the answer; whether the modalities agree")
+    notes: list[str] = Field(description="parts left out and why")
+    heatmap_png: str | None = Field(
+        default=None, description="the photo with the heat map over it, PNG, base64-encoded",
+        json_schema_extra={"contentEncoding": "base64", "contentMediaType": "image/png"})
+    seconds: float
+    model_id: str
+    latency_ms: float
 
 
 class BatchResponse(BaseModel):
@@ -100,6 +121,8 @@ class RequestModels:
     predict: type[BaseModel]
     form: type[BaseModel]
     batch: type[BaseModel]
+    explain: type[BaseModel]
+    explain_form: type[BaseModel]
 
 
 def request_models(s: ServingSettings) -> RequestModels:
@@ -144,12 +167,34 @@ def request_models(s: ServingSettings) -> RequestModels:
             min_length=1, json_schema_extra={"maxItems": s.max_batch},
             description=f"1 to {s.max_batch} listings")]
 
-    return RequestModels(predict=PredictRequest, form=PredictForm, batch=BatchRequest)
+    class ExplainOptions(BaseModel):
+        text_method: Annotated[Literal["auto", "linear", "lime"], Field(
+            description="exact word contributions of the linear head (`linear`), LIME for any "
+                        "head (`lime`), or the first that applies (`auto`)")] = "auto"
+        image_method: Annotated[Literal["auto", "gradcam", "occlusion"], Field(
+            description="Grad-CAM (needs PyTorch on the server) or occlusion sensitivity; "
+                        "`auto`: Grad-CAM when available")] = "auto"
+        lime_samples: Annotated[int, Field(ge=10, le=s.max_lime_samples,
+                                           description="perturbed copies LIME classifies")] = 300
+        heatmap: Annotated[bool, Field(description="return the heat-map overlay as a PNG")] = True
+
+    class ExplainRequest(ExplainOptions, PredictRequest):
+        """One listing to explain, as JSON (the photo base64-encoded), with explanation options."""
+
+        model_config = ConfigDict(title="ExplainRequest")
+
+    class ExplainForm(ExplainOptions, PredictForm):
+        """One listing to explain, as a multipart form; the photo as a file part."""
+
+        model_config = ConfigDict(title="ExplainForm")
+
+    return RequestModels(predict=PredictRequest, form=PredictForm, batch=BatchRequest,
+                         explain=ExplainRequest, explain_form=ExplainForm)
 
 
-def form_schema(models: RequestModels, max_image_bytes: int) -> dict[str, Any]:
-    """OpenAPI schema of the multipart form: the form fields plus the photo as a binary part."""
-    schema = models.form.model_json_schema()
+def form_schema(form: type[BaseModel], max_image_bytes: int) -> dict[str, Any]:
+    """OpenAPI schema of a multipart form: the form fields plus the photo as a binary part."""
+    schema = form.model_json_schema()
     schema["properties"]["image"] = {
         "type": "string", "format": "binary",
         "description": f"the photo (JPEG, PNG, WebP, GIF or BMP), at most {max_image_bytes} bytes"}

@@ -9,6 +9,7 @@ thread through :class:`~prodcat.serving.batching.MicroBatcher`, the web app call
 from __future__ import annotations
 
 import logging
+import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -69,8 +70,20 @@ class ModelService:
         return service
 
     def warm_up(self) -> None:
-        """One prediction at start-up, so the first seller does not pay for lazy initialisation."""
+        """One prediction at start-up, so the first seller does not pay for lazy initialisation;
+        the photo explainer (PyTorch for Grad-CAM: seconds) is prepared in the background."""
         self.predict([Query(title="warm up")])
+        if self.has_image_model:
+            threading.Thread(target=self._prepare_explainer, name="prodcat-explainer-warm-up",
+                             daemon=True).start()
+
+    def _prepare_explainer(self) -> None:
+        try:
+            from prodcat.explain.image import prepare_image_explainer
+
+            log.info("photo explanations: %s", prepare_image_explainer(self.model))
+        except Exception:  # explanations then pay the set-up on first use, or note why they can't
+            log.warning("could not prepare photo explanations", exc_info=True)
 
     @staticmethod
     def _no_upload_cache(model) -> None:
@@ -126,6 +139,25 @@ class ModelService:
                 log.exception("prediction failed for one listing")
                 results.append(exc)
         return results
+
+    def explain(self, query: Query, *, text_method: str = "auto", image_method: str = "auto",
+                lime_samples: int = 300, heatmap: bool = True) -> dict[str, Any]:
+        """The explanation of one listing's answer (:func:`prodcat.explain.explain_listing`),
+        with the heat-map overlay as PNG bytes under ``heatmap_png`` when asked and available."""
+        import io
+
+        from prodcat.explain import explain_listing
+
+        explanation = explain_listing(self.model, query.listing(), query.top_k, text_method=text_method,
+                                      image_method=image_method, lime_samples=lime_samples)
+        out = explanation.to_dict()
+        png = None
+        if heatmap and explanation.image is not None:
+            buffer = io.BytesIO()
+            explanation.image.overlay(max_side=512).save(buffer, format="PNG")
+            png = buffer.getvalue()
+        out["heatmap_png"] = png
+        return out
 
     def _modalities(self, listings: list[dict], n: int) -> tuple[_Parts | None, np.ndarray]:
         """Each modality's probabilities (None for a text-only model) and the overall answer,

@@ -1,6 +1,9 @@
-"""TF-IDF features over cleaned listing text: word 1–2-grams plus character 3–5-grams."""
+"""TF-IDF features over cleaned listing text: word 1–2-grams plus character 3–5-grams, and
+optionally a dense sentence embedding beside them."""
 
 from __future__ import annotations
+
+import copy
 
 import numpy as np
 import scipy.sparse as sp
@@ -10,6 +13,7 @@ from sklearn.utils.validation import check_is_fitted
 
 from prodcat.text.charngrams import WordCharTfidf
 from prodcat.text.cleaning import clean_text, frame_texts
+from prodcat.text.encoders import SentenceEncoder, create_text_encoder
 
 
 class TfidfFeatures(TransformerMixin, BaseEstimator):
@@ -23,13 +27,18 @@ class TfidfFeatures(TransformerMixin, BaseEstimator):
       ``char_description_chars`` characters of the description (they are most of the matrix's
       non-zeros, so this bound sets training time and memory);
     - ``title``: word n-grams of the title alone (``title_ngrams``), because the title names the
-      product while a long description dilutes it with shipping and care instructions.
+      product while a long description dilutes it with shipping and care instructions;
+    - ``dense`` (off by default): a sentence encoder's embedding (``dense="use-multilingual"``,
+      see :mod:`prodcat.text.encoders`), L2-normalised and scaled to norm ``dense_weight`` (each
+      TF-IDF block has unit norm), as ``dim`` dense columns after the sparse ones, so a linear
+      head learns from words and meaning together. ``dense_cache``: ``True`` for the default
+      on-disk embedding cache, a path or an EmbeddingCache, ``False`` for none.
     """
 
     def __init__(self, word_ngrams=(1, 2), char_ngrams=(3, 5), title_ngrams=(1, 2), min_df_word=1,
                  min_df_char=2, max_features_word=None, max_features_char=None,
                  max_description_chars=1000, char_description_chars=None, strip_accents=True,
-                 sublinear_tf=True):
+                 sublinear_tf=True, dense=None, dense_weight=1.0, dense_cache=True):
         self.word_ngrams = word_ngrams
         self.char_ngrams = char_ngrams
         self.title_ngrams = title_ngrams
@@ -41,6 +50,9 @@ class TfidfFeatures(TransformerMixin, BaseEstimator):
         self.char_description_chars = char_description_chars
         self.strip_accents = strip_accents
         self.sublinear_tf = sublinear_tf
+        self.dense = dense
+        self.dense_weight = dense_weight
+        self.dense_cache = dense_cache
 
     def _sources(self, X) -> dict[str, list[str]]:
         texts = frame_texts(X, self.max_description_chars, self.strip_accents)
@@ -71,23 +83,49 @@ class TfidfFeatures(TransformerMixin, BaseEstimator):
             raise ValueError("TfidfFeatures needs at least one of word_ngrams, char_ngrams, title_ngrams")
         return blocks
 
+    def _new_dense_encoder(self) -> SentenceEncoder | None:
+        if self.dense is None or self.dense == "none":
+            return None
+        if not self.dense_weight > 0:
+            raise ValueError("dense_weight must be positive")
+        # A copy of an encoder object: fitting pins its version and must not change a parameter.
+        encoder = copy.deepcopy(self.dense) if isinstance(self.dense, SentenceEncoder) \
+            else create_text_encoder(self.dense)
+        encoder.pin_version()  # a missing package fails here, before any TF-IDF work
+        return encoder
+
+    def _dense_block(self, X) -> sp.csr_matrix | None:
+        encoder = getattr(self, "dense_encoder_", None)
+        if encoder is None:
+            return None
+        emb = encoder.encode_frame(X, cache=self.dense_cache).embeddings
+        norms = np.linalg.norm(emb, axis=1, keepdims=True)
+        emb = np.divide(emb, norms, out=np.zeros_like(emb), where=norms > 0) * np.float32(self.dense_weight)
+        return sp.csr_matrix(emb, dtype=np.float32)
+
     def fit(self, X, y=None):
         self.fit_transform(X)
         return self
 
     def fit_transform(self, X, y=None):
+        self.dense_encoder_ = self._new_dense_encoder()
         sources = self._sources(X)
         self.blocks_ = self._blocks(len(sources["text"]))
         mats = [vec.fit_transform(sources[src]) for _, src, vec in self.blocks_]
-        return sp.hstack(mats, format="csr", dtype=np.float32)
+        dense = self._dense_block(X)
+        return sp.hstack(mats + ([dense] if dense is not None else []), format="csr", dtype=np.float32)
 
     def transform(self, X):
         check_is_fitted(self, "blocks_")
         sources = self._sources(X)
-        return sp.hstack([vec.transform(sources[src]) for _, src, vec in self.blocks_], format="csr",
-                         dtype=np.float32)
+        mats = [vec.transform(sources[src]) for _, src, vec in self.blocks_]
+        dense = self._dense_block(X)
+        return sp.hstack(mats + ([dense] if dense is not None else []), format="csr", dtype=np.float32)
 
     def get_feature_names_out(self, input_features=None):
         check_is_fitted(self, "blocks_")
-        return np.concatenate([[f"{name}__{f}" for f in vec.get_feature_names_out()]
-                               for name, _, vec in self.blocks_]).astype(object)
+        names = [[f"{name}__{f}" for f in vec.get_feature_names_out()] for name, _, vec in self.blocks_]
+        encoder = getattr(self, "dense_encoder_", None)
+        if encoder is not None:
+            names.append([f"dense__{encoder.name}_{i}" for i in range(encoder.dim)])
+        return np.concatenate(names).astype(object)

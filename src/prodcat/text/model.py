@@ -31,13 +31,16 @@ class TextClassifier(ClassifierMixin, BaseEstimator):
     ``C=None`` takes the head's own default. ``calibration_cv="auto"`` is 3 folds up to 20k
     listings and 2 above; it is lowered when the rarest class has fewer examples than folds.
     ``n_jobs``: threads the head may use (-1: all cores). The n-gram options are those of
-    :class:`~prodcat.text.features.TfidfFeatures`.
+    :class:`~prodcat.text.features.TfidfFeatures`, and so are ``dense`` (a sentence encoder's
+    name, e.g. ``"use-multilingual"``, whose embedding is appended to the TF-IDF rows; None:
+    TF-IDF only), ``dense_weight`` and ``dense_cache``.
     """
 
     def __init__(self, head="linear-svm", C=None, class_weight="balanced", calibration="auto",
                  calibration_cv="auto", word_ngrams=(1, 2), char_ngrams=(3, 5), title_ngrams=(1, 2),
                  min_df_char=2, max_description_chars=1000, char_description_chars=300,
-                 strip_accents=True, random_state=0, n_jobs=-1):
+                 strip_accents=True, random_state=0, n_jobs=-1, dense=None, dense_weight=1.0,
+                 dense_cache=True):
         self.head = head
         self.C = C
         self.class_weight = class_weight
@@ -52,13 +55,17 @@ class TextClassifier(ClassifierMixin, BaseEstimator):
         self.strip_accents = strip_accents
         self.random_state = random_state
         self.n_jobs = n_jobs
+        self.dense = dense
+        self.dense_weight = dense_weight
+        self.dense_cache = dense_cache
 
     def _make_features(self) -> TfidfFeatures:
         return TfidfFeatures(word_ngrams=self.word_ngrams, char_ngrams=self.char_ngrams,
                              title_ngrams=self.title_ngrams, min_df_char=self.min_df_char,
                              max_description_chars=self.max_description_chars,
                              char_description_chars=self.char_description_chars,
-                             strip_accents=self.strip_accents)
+                             strip_accents=self.strip_accents, dense=self.dense,
+                             dense_weight=self.dense_weight, dense_cache=self.dense_cache)
 
     def _make_head(self, y):
         params = {"class_weight": self.class_weight, "random_state": self.random_state}
@@ -86,7 +93,7 @@ class TextClassifier(ClassifierMixin, BaseEstimator):
         return self
 
     def transform(self, X):
-        """TF-IDF features of ``X`` (what the head sees)."""
+        """TF-IDF (and dense, with ``dense``) features of ``X``: what the head sees."""
         check_is_fitted(self, "head_")
         return self.features_.transform(X)
 

@@ -60,7 +60,8 @@ def seller_page(service: ModelService, max_image_bytes: int) -> None:
         try:
             with st.spinner("Classifying ..."):
                 st.session_state["result"] = core.classify(service, title, description, image,
-                                                           max_image_bytes=max_image_bytes)
+                                                           max_image_bytes=max_image_bytes, explain=True)
+            st.session_state["result_text"] = (title, description or "")
             st.session_state["result_image"] = image
             st.session_state.pop("error", None)
         except ServingError as exc:
@@ -102,6 +103,47 @@ def seller_page(service: ModelService, max_image_bytes: int) -> None:
                          empty="The image model could not use this photo; the text decided.")
         else:
             st.caption("No photo given: add one to let the image model have its say.")
+    show_explanation(result.get("explanation"), *st.session_state.get("result_text", ("", "")))
+
+
+def show_explanation(explanation: dict | None, title: str, description: str) -> None:
+    """Why: the listing's words marked for and against the best category, the photo's heat map."""
+    if not explanation:
+        return
+    st.subheader("Why this category")
+    if "error" in explanation:
+        st.caption(f"No explanation for this answer: {explanation['error']}")
+        return
+    best = explanation["answer"][0]
+    text = explanation.get("text")
+    words_col, photo_col = st.columns([3, 2])
+    with words_col:
+        if text:
+            weights = text["classes"][0]["token_weights"]
+            st.markdown(f"Words for **{best['name']}** in green, against in red:")
+            st.markdown(core.highlight_html(title, text["tokens"], weights, "title"),
+                        unsafe_allow_html=True)
+            if description.strip():
+                st.markdown(core.highlight_html(description[:1000], text["tokens"], weights, "description"),
+                            unsafe_allow_html=True)
+            top = [w for w in text["classes"][0]["top_words"] if w["weight"] > 0][:6]
+            if top:
+                st.caption("Strongest words: " + ", ".join(f"{w['word']} ({w['weight']:+.1f})" for w in top))
+        else:
+            st.caption("No text to explain.")
+    with photo_col:
+        png = explanation.get("heatmap_png")
+        if png:
+            st.image(png, width=220, caption=f"Photo regions behind this answer "
+                                              f"({explanation['image']['method']})")
+    mods = explanation.get("modalities") or {}
+    if mods.get("agree") is not None:
+        first = next((c for c in mods.get("classes", []) if c["code"] == best["code"]), None)
+        moved = f" The photo moved it by {100 * first['photo_moved']:+.0f} points." if first else ""
+        st.caption(("Text and photo agree." if mods["agree"] else
+                    f"Text and photo disagree; decided by the {mods['decided_by']}.") + moved)
+    for note in explanation.get("notes", []):
+        st.caption(note)
 
 
 def model_page(service: ModelService, report_dir: Path | None) -> None:

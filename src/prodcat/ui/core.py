@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import html
 import json
 import math
 from pathlib import Path
@@ -9,6 +10,7 @@ from typing import Any
 
 import pandas as pd
 
+from prodcat.errors import ProdcatError
 from prodcat.serving.errors import ServingError
 from prodcat.serving.images import ImageStore, check_image
 from prodcat.serving.service import ModelService, Query
@@ -121,9 +123,10 @@ def coverage_figure(curve: pd.DataFrame, points: pd.DataFrame):
 
 def classify(service: ModelService, title: str, description: str = "", image: bytes | None = None,
              *, top_k: int = 3, max_image_bytes: int = 8 * 1024 * 1024,
-             max_image_pixels: int = 40_000_000) -> dict[str, Any]:
+             max_image_pixels: int = 40_000_000, explain: bool = False) -> dict[str, Any]:
     """Check the inputs as the API does, then classify. Raises ServingError with a message for
-    the seller when the input cannot be used."""
+    the seller when the input cannot be used. With ``explain``, the answer carries its
+    explanation under ``explanation`` (see :meth:`ModelService.explain`)."""
     if not title or not title.strip():
         raise ServingError(422, "title_required", "A title is required.")
     path = None
@@ -134,8 +137,41 @@ def classify(service: ModelService, title: str, description: str = "", image: by
                                   name="The photo")
             store = ImageStore()
             path = store.write(checked)
-        return service.predict([Query(title=title, description=description or "",
-                                      image=str(path) if path else None, top_k=top_k)])[0]
+        query = Query(title=title, description=description or "", image=str(path) if path else None,
+                      top_k=top_k)
+        result = service.predict([query])[0]
+        if explain:
+            try:
+                result["explanation"] = service.explain(query)
+            except ProdcatError as exc:  # the answer stands without its explanation
+                result["explanation"] = {"error": str(exc)}
+        return result
     finally:
         if store is not None:
             store.close()
+
+
+def highlight_html(raw: str, tokens: list[dict], weights: list[float], field: str,
+                   scale: float | None = None) -> str:
+    """``raw`` (a title or description) as HTML, each word explained in ``tokens`` marked green
+    when it speaks for the class and red when against, more opaque the more it weighs.
+
+    ``tokens``/``weights`` are an explanation's ``tokens`` and one class's ``token_weights``;
+    words without a known ``span`` in ``raw`` are left unmarked.
+    """
+    marks = [(t["span"], w) for t, w in zip(tokens, weights, strict=True)
+             if t["field"] == field and t.get("span") and w != 0]
+    if scale is None:
+        scale = max((abs(w) for _, w in marks), default=0.0)
+    out, at = [], 0
+    for (start, end), w in sorted(marks, key=lambda m: m[0][0]):
+        if start < at:  # a raw word split into several cleaned words: mark it once
+            continue
+        alpha = min(1.0, abs(w) / scale) * 0.6 + 0.1 if scale else 0.0
+        colour = f"rgba(46, 160, 67, {alpha:.2f})" if w > 0 else f"rgba(218, 54, 51, {alpha:.2f})"
+        out.append(html.escape(raw[at:start]))
+        out.append(f'<mark title="{w:+.2f}" style="background:{colour};padding:0 2px;border-radius:3px">'
+                   f"{html.escape(raw[start:end])}</mark>")
+        at = end
+    out.append(html.escape(raw[at:]))
+    return "".join(out)

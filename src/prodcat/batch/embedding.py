@@ -1,0 +1,160 @@
+"""Filling the embedding cache for a catalogue's photos on a cluster: ``prodcat embed``.
+
+The client streams the catalogue, reads each photo's bytes and hashes them (the cache key), and
+sends only photos the cache lacks, once each, to the workers, which decode, preprocess and run
+the encoder. The vectors come back and the client writes them into the embedding cache, so the
+workers need neither the photos' folder nor the cache file, and a later ``prodcat train`` or
+``evaluate`` on the same photos encodes nothing. The cache is the checkpoint: an interrupted run
+started again skips what was stored.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from prodcat.batch.engine import EncoderResource, Engine, open_engine, peak_rss_mb, run_bounded
+from prodcat.batch.partitions import open_source
+
+DEFAULT_PARTITION_ROWS = 256
+
+
+def encode_blobs(encoder, blobs: list[bytes]) -> dict[str, Any]:
+    """Worker side: embeddings of photos given as bytes; ``ok`` and the failure kind per photo."""
+    encoded = encoder.encode_images(blobs, cache=None, warn=False)
+    return {"vectors": encoded.embeddings[encoded.ok], "ok": encoded.ok,
+            "kinds": encoded.kinds or [None] * len(blobs)}
+
+
+def _embed_task(engine: Engine, key: str, index: int, todo: list[tuple[str, bytes]], rows: int,
+                stored: Callable[[list[str], int, dict[str, Any]], None]):
+    """``(submit, on_done)`` for one partition's photos (see :func:`run_bounded`)."""
+    digests = [d for d, _ in todo]
+    blobs = [b for _, b in todo]
+    return (lambda: engine.submit(key, encode_blobs, blobs, name=f"prodcat-embed-{index:05d}"),
+            lambda result: stored(digests, rows, result))
+
+
+@dataclass
+class EmbedSummary:
+    engine: str
+    encoder: str
+    cache: str
+    rows: int = 0
+    photos: int = 0            # photos named by the rows and found
+    photos_missing: int = 0    # named, not on disk
+    unreadable: int = 0        # found but could not be read
+    duplicates: int = 0        # the same bytes as an earlier photo of this run
+    cached: int = 0            # already in the cache
+    encoded: int = 0
+    failed: dict[str, int] = field(default_factory=dict)  # by kind: corrupt, not an image ...
+    startup_s: float = 0.0
+    seconds: float = 0.0
+    client_peak_rss_mb: float | None = None
+    workers: list[dict[str, Any]] = field(default_factory=list)
+
+    @property
+    def photos_per_s(self) -> float:
+        return (self.encoded + sum(self.failed.values())) / self.seconds if self.seconds > 0 else 0.0
+
+    def line(self) -> str:
+        failed = sum(self.failed.values())
+        why = f" ({', '.join(f'{n} {k}' for k, n in self.failed.items())})" if failed else ""
+        return (f"embedded {self.photos:,} photo(s) of {self.rows:,} listings with {self.encoder} in "
+                f"{self.seconds:.1f} s ({self.photos_per_s:,.1f} photos/s encoded; {self.startup_s:.1f} s "
+                f"to start): {self.encoded:,} "
+                f"encoded, {self.cached:,} already cached, {self.duplicates:,} duplicate(s), "
+                f"{failed + self.unreadable:,} unusable{why}, {self.photos_missing:,} not found; "
+                f"cache {self.cache}")
+
+
+def run_embed_job(data: str | Path, *, encoder: str = "efficientnet-lite0",
+                  cache: str | Path | None = None, partition_rows: int = DEFAULT_PARTITION_ROWS,
+                  scheduler: str | None = None, workers: int | None = None,
+                  data_options: dict[str, Any] | None = None, engine: Engine | None = None,
+                  echo: Callable[[str], None] = print, progress: bool | None = None) -> EmbedSummary:
+    """Embed every photo of ``data`` with ``encoder`` into the embedding cache (``cache``: its
+    SQLite file; default the one training uses)."""
+    from tqdm.auto import tqdm
+
+    from prodcat.image import (
+        EmbeddingCache,
+        ImageError,
+        content_digest,
+        create_encoder,
+        read_image_bytes,
+    )
+
+    source = open_source(data, **(data_options or {}))
+    encoder_id = create_encoder(encoder).encoder_id  # an unknown name fails here
+    store = EmbeddingCache(cache)
+    started = time.perf_counter()
+    engine = engine or open_engine(scheduler, workers, echo=echo)
+    with engine, store:
+        echo(f"embedding the photos of {source.path} with {encoder} on {engine.description}"
+             + (f"; dashboard: {engine.dashboard}" if engine.dashboard else ""))
+        res = EncoderResource.of(encoder, ship=engine.ship, threads=engine.threads_per_task)
+        engine.install(res)
+        engine.warm(res.key)
+        summary = EmbedSummary(engine=engine.description, encoder=encoder, cache=str(store.path),
+                               startup_s=round(time.perf_counter() - started, 2))
+        failed: Counter[str] = Counter()
+        seen: set[str] = set()
+        bar = tqdm(total=source.n_rows, desc="embedding", unit="listing", file=sys.stderr,
+                   disable=None if progress is None else not progress, dynamic_ncols=True)
+
+        def stored(digests: list[str], rows: int, result: dict[str, Any]) -> None:
+            ok = np.asarray(result["ok"], bool)
+            kept = [d for d, good in zip(digests, ok, strict=True) if good]
+            store.put_many(encoder_id, zip(kept, result["vectors"], strict=True))
+            summary.encoded += len(kept)
+            failed.update(k or "unusable" for k, good in zip(result["kinds"], ok, strict=True) if not good)
+            bar.update(rows)
+
+        def tasks():
+            for part in source.partitions(partition_rows, images=True):
+                summary.rows += len(part)
+                summary.photos_missing += part.images_missing
+                digests, blobs = [], []
+                for path in part.frame["image"]:
+                    if path is None:
+                        continue
+                    summary.photos += 1
+                    try:
+                        blob = read_image_bytes(path)
+                    except ImageError:
+                        summary.unreadable += 1
+                        continue
+                    digest = content_digest(blob)
+                    if digest in seen:
+                        summary.duplicates += 1
+                        continue
+                    seen.add(digest)
+                    digests.append(digest)
+                    blobs.append(blob)
+                have = store.get_many(encoder_id, digests) if digests else {}
+                summary.cached += len(have)
+                todo = [(d, b) for d, b in zip(digests, blobs, strict=True) if d not in have]
+                if not todo:
+                    bar.update(len(part))
+                    continue
+                yield _embed_task(engine, res.key, part.index, todo, len(part), stored)
+
+        loop_started = time.perf_counter()
+        try:
+            run_bounded(engine, tasks())
+        finally:
+            bar.close()
+        summary.seconds = time.perf_counter() - loop_started
+        summary.failed = dict(failed.most_common())
+        summary.workers = engine.worker_stats()
+    summary.client_peak_rss_mb = round(peak_rss_mb(), 1)
+    echo(summary.line())
+    return summary

@@ -1,0 +1,121 @@
+"""The steps of a :class:`~prodcat.model.Classifier` fit, as functions of their inputs only.
+
+Each step takes unfitted estimators and data, never a model fitted by another step, so that
+:mod:`prodcat.model.fitcache` can key it by content and a re-run loads it instead of fitting.
+``code`` (the :func:`~prodcat.model.fitcache.source_fingerprint`) is part of every key and is
+otherwise unused; ``memory`` is never part of a key.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from sklearn.base import clone
+from tqdm.auto import tqdm
+
+from prodcat.fusion.early import EarlyFusion
+from prodcat.fusion.fusers import LateFusion, StackedFusion, cross_val_fused, log_loss_of
+from prodcat.image.encoders import EncodedImages
+from prodcat.model.fitcache import remembered
+
+
+def fit_text(estimator, X, y, code):
+    """A clone of the text ``estimator`` fitted on ``X``, ``y``."""
+    return clone(estimator).fit(X, y)
+
+
+def fit_image_head(estimator, embeddings, ok, y, code):
+    """A clone of the image ``estimator`` fitted on embeddings already computed."""
+    return clone(estimator).fit_embeddings(embeddings, ok, y)
+
+
+def place_columns(classes: np.ndarray, model, proba: np.ndarray) -> np.ndarray:
+    """A model fitted on part of the data may know fewer classes than ``classes``: place its
+    columns among them (zeros elsewhere)."""
+    out = np.zeros((proba.shape[0], len(classes)))
+    out[:, np.searchsorted(classes.astype(str), np.asarray(model.classes_).astype(str))] = proba
+    return out
+
+
+def pseudo_labels(text_model, U, threshold: float) -> tuple[np.ndarray, np.ndarray]:
+    """Unlabelled listings the text model is at least ``threshold`` sure of, and its answers."""
+    proba = text_model.predict_proba(U)
+    sure = proba.max(axis=1) >= threshold
+    return sure, np.asarray(text_model.classes_).astype(str)[proba[sure].argmax(axis=1)]
+
+
+def remembered_pseudo_labels(memory, text_estimator, X, y, U, threshold, code):
+    """:func:`pseudo_labels` of the text model that ``X``, ``y`` fit (loaded when remembered)."""
+    text = remembered(memory, fit_text)(text_estimator, X, y, code)
+    return pseudo_labels(text, U, threshold)
+
+
+def with_pseudo_labels(embeddings, ok, y, extra, sure, labels):
+    """The image training set: labelled photos plus the confidently pseudo-labelled ones."""
+    if extra is None or not sure.any():
+        return embeddings, ok, y, 0
+    u_emb = extra[1][sure]
+    return (np.vstack([embeddings, u_emb]), np.concatenate([ok, np.ones(len(u_emb), bool)]),
+            np.concatenate([y, labels]), int(sure.sum()))
+
+
+def fit_early(memory, text_estimator, image_estimator, X, y, embeddings, ok, image_set, random_state,
+              code):
+    """Early fusion over the text and image models that these inputs fit; returned without
+    them (``text_model_``/``image_model_`` None: the caller attaches its own, equal, models so a
+    bundle stores each model once)."""
+    text = remembered(memory, fit_text)(text_estimator, X, y, code)
+    image = remembered(memory, fit_image_head)(image_estimator, *image_set, code)
+    early = EarlyFusion(random_state=random_state).fit(
+        text, image, X, EncodedImages(embeddings, ok, [None] * len(ok)), y)
+    early.text_model_ = early.image_model_ = None
+    return early
+
+
+def out_of_fold(text_estimator, image_estimator, with_early, X, y, embeddings, ok, extra, threshold,
+                splits, classes, random_state, code):
+    """Out-of-fold text, image (and early-fusion) probabilities of the listings with a photo.
+
+    Rows without a photo stay zero: only listings with both modalities are fused.
+    """
+    images = EncodedImages(embeddings, ok, [None] * len(ok))
+    p_text = np.zeros((len(y), len(classes)))
+    p_image = np.zeros_like(p_text)
+    p_early = np.zeros_like(p_text) if with_early else None
+    for tr, te in tqdm(splits, desc="fusion folds", unit="fold", disable=len(y) < 5000):
+        te = te[ok[te]]
+        if te.size == 0:
+            continue
+        text = clone(text_estimator).fit(X.iloc[tr], y[tr])
+        sure, labels = (pseudo_labels(text, extra[0], threshold) if extra is not None
+                        else (np.zeros(0, bool), None))
+        image = clone(image_estimator).fit_embeddings(
+            *with_pseudo_labels(embeddings[tr], ok[tr], y[tr], extra, sure, labels)[:3])
+        p_text[te] = place_columns(classes, text, text.predict_proba(X.iloc[te]))
+        p_image[te] = place_columns(classes, image, image.proba_from_embeddings(embeddings[te], ok[te]))
+        if p_early is not None:
+            early = EarlyFusion(random_state=random_state).fit(text, image, X.iloc[tr],
+                                                               images.subset(tr), y[tr])
+            p_early[te] = place_columns(classes, early, early.predict_proba(X.iloc[te], images.subset(te)))
+    return p_text, p_image, p_early
+
+
+def choose_fusion(oof_text, oof_image, oof_early, y_idx, requested, random_state, code):
+    """Score every candidate fusion on out-of-fold probabilities; fit the best.
+
+    Returns ``(chosen name, fitted fuser or None for early fusion, log losses, accuracies)``,
+    the scores including text and image alone for comparison.
+    """
+    oof = [oof_text, oof_image]
+    candidates = {}
+    if requested in ("late", "auto"):
+        candidates["late"] = (LateFusion(), cross_val_fused(LateFusion(), oof, y_idx, random_state))
+    if requested in ("stack", "auto"):
+        candidates["stack"] = (StackedFusion(), cross_val_fused(StackedFusion(), oof, y_idx, random_state))
+    if oof_early is not None:
+        candidates["early"] = (None, oof_early)
+    oof_by_name = {**{name: p for name, (_, p) in candidates.items()}, "text": oof_text, "image": oof_image}
+    scores = {name: log_loss_of(p, y_idx) for name, p in oof_by_name.items()}
+    accuracy = {name: float((p.argmax(axis=1) == y_idx).mean()) for name, p in oof_by_name.items()}
+    chosen = min(candidates, key=scores.get)
+    fuser = candidates[chosen][0]
+    return chosen, (fuser.fit(oof, y_idx) if fuser is not None else None), scores, accuracy

@@ -1,0 +1,487 @@
+"""Batch classification and embedding in partitions (``prodcat.batch``), in this process and on
+local Dask clusters: the output equals ``Classifier.predict_frame``, a killed run resumes to the
+same bytes, bad rows get an ``error``, a changed input is refused, ``prodcat embed`` fills the
+embedding cache that training reads.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from PIL import Image
+
+from conftest import RAKUTEN_CLASSES, real_catalog, write_table
+from prodcat.batch import (
+    JOB_FILE,
+    InProcessEngine,
+    open_source,
+    predict_partition,
+    result_columns,
+    run_predict_job,
+)
+from prodcat.cli import main
+from prodcat.data import read_catalog
+from prodcat.errors import ConfigError
+from prodcat.model import load_bundle
+
+dask_installed = pytest.mark.skipif(
+    __import__("importlib").util.find_spec("distributed") is None, reason="needs the batch extra (dask)")
+
+
+def run(capsys, *argv) -> tuple[int, str, str]:
+    code = main([str(a) for a in argv])
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def norm(frame: pd.DataFrame) -> pd.DataFrame:
+    """Text columns as Python strings (pandas may infer its string dtype for them)."""
+    frame = frame.reset_index(drop=True)
+    return frame.astype({c: object for c in frame.columns if c.startswith(("id", "code_", "name_"))})
+
+
+def single_process(model, catalog, k: int = 3) -> pd.DataFrame:
+    """What ``prodcat predict --out file`` computes: predict_frame over the catalogue."""
+    return norm(model.predict_frame(catalog.X, k, ids=catalog.frame["id"]))
+
+
+def answered(frame: pd.DataFrame) -> pd.DataFrame:
+    """Rows with an answer, without the batch-only ``error`` column."""
+    return norm(frame[frame["code_1"].notna()].drop(columns="error"))
+
+
+def synthetic_table(path: Path, n: int, seed: int = 0) -> Path:
+    """``n`` text-only listings in the fixture's categories, as Parquet."""
+    rng = np.random.default_rng(seed)
+    words = [w for _, _, ws, _ in RAKUTEN_CLASSES.values() for w in ws]
+    frame = pd.DataFrame({"id": [f"L{i:06d}" for i in range(n)],
+                          "title": [" ".join(rng.choice(words, 4)) for _ in range(n)],
+                          "description": [" ".join(rng.choice(words, 6)) if i % 3 else "" for i in range(n)]})
+    path.parent.mkdir(parents=True, exist_ok=True)
+    frame.to_parquet(path, index=False, row_group_size=777)
+    return path
+
+
+# ---------------------------------------------------------------------------------------------
+# reading in partitions
+
+
+@pytest.mark.parametrize("kind", ["rakuten", "flipkart", "table", "parquet"])
+def test_partitions_stream_the_rows_read_catalog_reads(kind, rakuten_dir, flipkart_csv, tmp_path):
+    options = {}
+    if kind == "rakuten":
+        path = rakuten_dir
+    elif kind == "flipkart":
+        path = flipkart_csv
+    else:
+        csv = write_table(tmp_path / "table")
+        options = {"title_col": "name", "description_col": "body", "image_col": "pic", "id_col": "sku"}
+        path = csv
+        if kind == "parquet":
+            path = csv.with_suffix(".parquet")
+            import pyarrow as pa
+            import pyarrow.parquet as pq
+
+            # Row groups of 4 and partitions of 5: partitions are re-cut across row groups.
+            pq.write_table(pa.Table.from_pandas(pd.read_csv(csv, dtype=str, keep_default_na=False)),
+                           path, row_group_size=4)
+    catalog = read_catalog(path, **options)
+    source = open_source(path, **options)
+    parts = list(source.partitions(5))
+    assert [p.index for p in parts] == list(range(len(parts)))
+    assert all(len(p) == 5 for p in parts[:-1])
+    assert [p.start for p in parts] == [5 * i for i in range(len(parts))]
+    streamed = pd.concat([p.frame for p in parts], ignore_index=True)
+    has_text = (streamed["title"].str.strip() != "") | (streamed["description"].str.strip() != "")
+    expected = catalog.frame[["id", "title", "description", "image"]]
+    pd.testing.assert_frame_equal(streamed[has_text.to_numpy()].reset_index(drop=True), expected,
+                                  check_dtype=False)
+    assert sum(p.images_missing for p in parts) == catalog.report.images_missing
+    # Without photos (a text-only model) nothing is looked up on disk.
+    assert all(p.frame["image"].isna().all() for p in source.partitions(5, images=False))
+
+
+def test_source_errors_are_clear(table_csv, rakuten_dir, tmp_path):
+    with pytest.raises(ConfigError, match="--title-col"):
+        open_source(rakuten_dir, title_col="name")
+    with pytest.raises(Exception, match="'nope'"):
+        open_source(table_csv, title_col="nope")
+    with pytest.raises(Exception, match="not found"):
+        open_source(tmp_path / "missing.csv")
+
+
+def test_a_csv_line_with_extra_fields_is_read(tmp_path):
+    path = tmp_path / "listings.csv"
+    path.write_text("id,title\n1,stylo bleu\n2,cahier,EXTRA,FIELDS\n3,piscine\n", encoding="utf-8")
+    [part] = open_source(path).partitions(10)
+    assert list(part.frame["title"]) == ["stylo bleu", "cahier", "piscine"]
+
+
+# ---------------------------------------------------------------------------------------------
+# predicting
+
+
+def test_predict_partition_equals_predict_frame_and_marks_rows_without_text(trained, rakuten_dir):
+    model, _ = trained
+    source = open_source(rakuten_dir)
+    frame = pd.concat([p.frame for p in source.partitions(1000, images=False)], ignore_index=True)
+    out = predict_partition(model, frame, 3)
+    assert list(out.columns) == result_columns(3)
+    assert len(out) == len(frame)  # every input row gets a row
+    no_text = out[out["code_1"].isna()]
+    assert list(no_text["id"]) == ["7"]
+    assert no_text["error"].iloc[0] == "no title, description or usable photo"
+    assert bool(no_text["needs_review"].iloc[0])
+    expected = single_process(model, read_catalog(rakuten_dir))
+    pd.testing.assert_frame_equal(answered(out), expected)
+
+
+class Fragile:
+    """A model that raises on some rows, as a real one might on input nobody foresaw."""
+
+    def __init__(self, model):
+        self.model = model
+        self.classes_ = model.classes_
+        self.calls = 0
+
+    def predict_frame(self, X, k, ids=None):
+        self.calls += 1
+        if X["title"].str.contains("BOOM").any():
+            raise ValueError("cannot handle BOOM")
+        return self.model.predict_frame(X, k, ids=ids)
+
+
+def test_a_bad_row_never_sinks_its_partition(trained):
+    model, catalog = trained
+    frame = catalog.frame[["id", "title", "description", "image"]].head(40).copy()
+    frame.loc[[3, 17], "title"] = "BOOM BOOM"
+    out = predict_partition(Fragile(model), frame, 3)
+    failed = out[out["code_1"].isna()]
+    assert list(failed["id"]) == [frame["id"][3], frame["id"][17]]
+    assert (failed["error"] == "ValueError: cannot handle BOOM").all()
+    assert failed["needs_review"].all()
+    good = frame.drop(index=[3, 17])
+    expected = model.predict_frame(good[["title", "description", "image"]], 3, ids=good["id"])
+    pd.testing.assert_frame_equal(answered(out), norm(expected))
+
+
+def test_non_string_titles_are_read_as_text(trained, tmp_path):
+    model, _ = trained
+    path = tmp_path / "numbers.parquet"
+    pd.DataFrame({"id": [1, 2], "title": [12345, 678], "description": [None, "stylo cahier"]}).to_parquet(path)
+    frame = next(open_source(path).partitions(10)).frame
+    assert list(frame["title"]) == ["12345", "678"] and list(frame["id"]) == ["1", "2"]
+    out = predict_partition(model, frame, 2)
+    assert out["code_1"].notna().all() and out["error"].isna().all()
+
+
+def _colour_encoder():
+    """Stand-in for the network: a photo's per-channel mean and spread (the real decode,
+    preprocess and cache pipeline runs around it)."""
+    from prodcat.image import EncoderSpec, ImageEncoder, PreprocessConfig
+
+    class Colour(ImageEncoder):
+        def run(self, pixels):
+            batch = np.asarray(pixels, np.float32) / 255.0
+            emb = np.concatenate([batch.mean(axis=(1, 2)), batch.std(axis=(1, 2))], axis=1)
+            return emb.astype(np.float32), np.zeros((len(batch), 1000), np.float32)
+
+    spec = EncoderSpec(name="colour-test", arch="none", weights_module="none", weights_class="none",
+                       weights_file="none", dim=6, preprocess=PreprocessConfig(size=16))
+    return Colour(spec)
+
+
+def test_unusable_photos_are_noted_and_answered_from_the_text(make_rakuten, tmp_path):
+    from prodcat.image import ImageClassifier
+    from prodcat.model import Classifier
+
+    data = make_rakuten("photos", per_class=12)
+    catalog = read_catalog(data).labelled()
+    image = ImageClassifier(encoder=_colour_encoder(), cache=str(tmp_path / "emb.sqlite"))
+    model = Classifier(image=image, min_images=10, fusion="late").fit(catalog.X, catalog.y,
+                                                                      taxonomy=catalog.taxonomy)
+    assert model.image_ is not None
+    frame = catalog.frame[["id", "title", "description", "image"]].copy()
+    with_photo = frame.index[frame["image"].notna()]
+    corrupt, corrupt_no_text = with_photo[0], with_photo[1]
+    bad = tmp_path / "corrupt.jpg"
+    bad.write_bytes(b"\xff\xd8\xff\xe0 this is not really a JPEG")
+    frame.loc[[corrupt, corrupt_no_text], "image"] = str(bad)
+    frame.loc[corrupt_no_text, ["title", "description"]] = ""
+    out = predict_partition(model, frame, 3)
+    assert out.loc[corrupt, "code_1"] is not None
+    assert out.loc[corrupt, "error"].startswith("photo unusable (")
+    assert out.loc[corrupt_no_text, "error"] == "no title, description or usable photo"
+    assert out["error"].notna().sum() == 2
+    # Elsewhere the answer is the fused model's, exactly as predict_frame gives it.
+    keep = frame.index.difference([corrupt, corrupt_no_text])
+    expected = model.predict_frame(frame.loc[keep, ["title", "description", "image"]], 3,
+                                   ids=frame.loc[keep, "id"])
+    pd.testing.assert_frame_equal(answered(out.loc[keep]), norm(expected))
+
+
+def test_job_in_this_process_resumes_and_refuses_a_changed_input(trained, trained_bundle, tmp_path, capsys):
+    model, _ = trained
+    data = synthetic_table(tmp_path / "in" / "listings.parquet", 500)
+    out = tmp_path / "out"
+
+    def job(**kw):
+        return run_predict_job(trained_bundle, data, out, partition_rows=120, engine=InProcessEngine(),
+                               echo=lambda m: None, progress=False, **kw)
+
+    first = job()
+    assert (first.partitions, first.partitions_run, first.rows_run, first.failed) == (5, 5, 500, 0)
+    parts = sorted(p.name for p in out.glob("part-*.parquet"))
+    assert parts == [f"part-{i:05d}.parquet" for i in range(5)]
+    result = pd.read_parquet(out)  # the folder reads as one table; the manifest is ignored
+    catalog = read_catalog(data)
+    pd.testing.assert_frame_equal(answered(result), single_process(model, catalog))
+    manifest = json.loads((out / JOB_FILE).read_text())
+    assert manifest["state"] == "complete" and manifest["summary"]["rows"] == 500
+    assert manifest["partition_rows"] == 120 and manifest["top_k"] == 3
+
+    before = {p: p.stat().st_mtime_ns for p in out.glob("part-*.parquet")}
+    again = job()
+    assert (again.partitions_run, again.partitions_skipped, again.rows) == (0, 5, 500)
+    assert {p: p.stat().st_mtime_ns for p in out.glob("part-*.parquet")} == before
+    assert again.needs_review == first.needs_review
+
+    # A changed input: refused, naming what changed, then restarted on request.
+    frame = pd.read_parquet(data)
+    frame.loc[0, "title"] = "stylo cahier"
+    frame.to_parquet(data, index=False)
+    with pytest.raises(ConfigError, match="input file's content.*--restart"):
+        job()
+    with pytest.raises(ConfigError, match="--partition-rows changed"):
+        run_predict_job(trained_bundle, data, out, partition_rows=50, engine=InProcessEngine(),
+                        echo=lambda m: None, progress=False)
+    restarted = job(restart=True)
+    assert restarted.partitions_run == 5 and restarted.partitions_skipped == 0
+
+
+def test_cli_folder_output_and_its_errors(trained_bundle, rakuten_dir, tmp_path, capsys):
+    out = tmp_path / "preds"
+    code, _, err = run(capsys, "predict", "--model", trained_bundle, "--data", rakuten_dir, "--out", out,
+                       "--workers", "0", "--partition-rows", "25")
+    assert code == 0, err
+    assert "predicted 61 listings in 3 partition(s)" in err and "listings/s" in err
+    assert "1 row(s) without an answer" in err
+    assert len(pd.read_parquet(out)) == 61
+    # A file name with a batch option, a folder that is not a job, options without --data.
+    code, _, err = run(capsys, "predict", "--model", trained_bundle, "--data", rakuten_dir,
+                       "--out", tmp_path / "p.csv", "--workers", "2")
+    assert code == 2 and "names a file" in err
+    (tmp_path / "taken").mkdir()
+    (tmp_path / "taken" / "notes.txt").write_text("mine")
+    code, _, err = run(capsys, "predict", "--model", trained_bundle, "--data", rakuten_dir,
+                       "--out", tmp_path / "taken", "--workers", "0")
+    assert code == 2 and "not a prodcat batch output" in err
+    assert (tmp_path / "taken" / "notes.txt").read_text() == "mine"
+    code, _, err = run(capsys, "predict", "--model", trained_bundle, "--title", "stylo", "--workers", "1")
+    assert code == 2 and "--data" in err
+    # A different model on the same folder is refused.
+    other = tmp_path / "other-model"
+    shutil.copytree(trained_bundle, other)
+    manifest = json.loads((other / "manifest.json").read_text())
+    manifest["threshold"] = 0.5
+    (other / "manifest.json").write_text(json.dumps(manifest))
+    code, _, err = run(capsys, "predict", "--model", other, "--data", rakuten_dir, "--out", out,
+                       "--workers", "0", "--partition-rows", "25")
+    assert code == 2 and "the model bundle changed" in err and "Traceback" not in err
+
+
+def test_without_dask_the_options_name_the_extra(trained_bundle, rakuten_dir, tmp_path, capsys, monkeypatch):
+    import prodcat.batch.engine as engine
+
+    monkeypatch.setattr(engine, "dask_available", lambda: False)
+    code, _, err = run(capsys, "predict", "--model", trained_bundle, "--data", rakuten_dir,
+                       "--out", tmp_path / "o", "--workers", "2")
+    assert code == 2 and "prodcat[batch]" in err
+    code, _, err = run(capsys, "predict", "--model", trained_bundle, "--data", rakuten_dir,
+                       "--out", tmp_path / "o")
+    assert code == 0 and "Dask is not installed" in err and "running in this process" in err
+
+
+# ---------------------------------------------------------------------------------------------
+# on local Dask clusters
+
+
+@dask_installed
+def test_two_worker_processes_give_the_single_process_answer(trained, trained_bundle, rakuten_dir,
+                                                           tmp_path, capsys):
+    model, _ = trained
+    out = tmp_path / "preds"
+    code, _, err = run(capsys, "predict", "--model", trained_bundle, "--data", rakuten_dir, "--out", out,
+                       "--workers", "2", "--partition-rows", "8")
+    assert code == 0, err
+    assert "local Dask cluster (2 worker processes × 1 thread)" in err
+    result = pd.read_parquet(out)
+    assert list(result.columns) == result_columns(3) and len(result) == 61
+    pd.testing.assert_frame_equal(answered(result), single_process(model, read_catalog(rakuten_dir)))
+    summary = json.loads((out / JOB_FILE).read_text())["summary"]
+    assert summary["partitions"] == 8 and summary["rows_run"] == 61
+    # Each worker process loaded the bundle exactly once, whatever the number of partitions.
+    workers = summary["workers"]
+    assert len(workers) == 2 and len({w["pid"] for w in workers}) == 2
+    assert all(list(w["loads"].values()) == [1] for w in workers)
+    assert all(w["peak_rss_mb"] > 0 for w in workers)
+
+
+@dask_installed
+def test_scheduler_address_runs_on_that_cluster(trained, trained_bundle, rakuten_dir, tmp_path, capsys):
+    from distributed import LocalCluster
+
+    model, _ = trained
+    with LocalCluster(n_workers=1, threads_per_worker=2, processes=False, dashboard_address=None) as cluster:
+        out = tmp_path / "preds"
+        code, _, err = run(capsys, "predict", "--model", trained_bundle, "--data", rakuten_dir, "--out", out,
+                           "--scheduler", cluster.scheduler_address, "--partition-rows", "20")
+        assert code == 0, err
+        assert f"Dask cluster at {cluster.scheduler_address} (1 workers, 2 threads)" in err
+        pd.testing.assert_frame_equal(answered(pd.read_parquet(out)),
+                                      single_process(model, read_catalog(rakuten_dir)))
+        code, _, err = run(capsys, "predict", "--model", trained_bundle, "--data", rakuten_dir,
+                           "--out", tmp_path / "p1", "--scheduler", cluster.scheduler_address, "--workers", "2")
+        assert code == 2 and "--workers starts a local cluster" in err
+    import dask
+
+    with dask.config.set({"distributed.comm.timeouts.connect": "1s"}):
+        code, _, err = run(capsys, "predict", "--model", trained_bundle, "--data", rakuten_dir,
+                           "--out", tmp_path / "p2", "--scheduler", "tcp://127.0.0.1:9")
+    assert code == 2 and "cannot reach the Dask scheduler" in err
+
+
+def test_a_bundle_travels_to_workers_without_the_path(trained_bundle, tmp_path):
+    from prodcat.batch import BundleResource
+
+    res = BundleResource.of(trained_bundle, ship=True)
+    res.path = str(tmp_path / "not-on-this-worker")
+    model = res.load(str(tmp_path))
+    assert list(model.classes_) == sorted(RAKUTEN_CLASSES)
+    res.files = None
+    with pytest.raises(Exception, match="not readable on this worker"):
+        res.load(str(tmp_path))
+
+
+def _children(pid: int) -> list[int]:
+    import psutil
+
+    try:
+        return [c.pid for c in psutil.Process(pid).children(recursive=True)]
+    except psutil.NoSuchProcess:
+        return []
+
+
+@dask_installed
+@pytest.mark.slow
+def test_a_killed_run_resumes_to_the_same_bytes(trained_bundle, tmp_path):
+    data = synthetic_table(tmp_path / "in" / "listings.parquet", 12_000)
+    out, reference = tmp_path / "out", tmp_path / "reference"
+    args = ["predict", "--model", str(trained_bundle), "--data", str(data), "--partition-rows", "300"]
+    cmd = [sys.executable, "-m", "prodcat.cli", *args, "--out", str(out), "--workers", "1"]
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    with open(tmp_path / "killed.log", "w") as log:
+        proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env)
+        children: set[int] = set()
+        deadline = time.monotonic() + 120
+        while not list(out.glob("part-*.parquet")) and proc.poll() is None and time.monotonic() < deadline:
+            children.update(_children(proc.pid))
+            time.sleep(0.01)
+        children.update(_children(proc.pid))
+        proc.kill()  # SIGKILL: no cleanup of any kind
+        proc.wait()
+    for pid in children:  # the worker processes it started, should any outlive it
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, 9)
+    done_when_killed = len(list(out.glob("part-*.parquet")))
+    assert 1 <= done_when_killed < 40, (tmp_path / "killed.log").read_text()
+
+    resumed = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=300)
+    assert resumed.returncode == 0, resumed.stderr
+    assert "resuming the job" in resumed.stderr
+    assert f"{done_when_killed} already done" in resumed.stderr
+    assert main([*args, "--out", str(reference), "--workers", "0"]) == 0  # uninterrupted
+    parts = sorted(p.name for p in reference.glob("part-*.parquet"))
+    assert len(parts) == 40
+    assert sorted(p.name for p in out.glob("part-*.parquet")) == parts
+    assert not list(out.glob(".*.tmp"))
+    for name in parts:
+        assert (out / name).read_bytes() == (reference / name).read_bytes(), name
+    pd.testing.assert_frame_equal(pd.read_parquet(out), pd.read_parquet(reference))
+
+
+@pytest.fixture
+def encoder_cache(tmp_path, monkeypatch):
+    """A fresh prodcat cache folder that holds the EfficientNet-Lite0 export (skip without one)."""
+    pytest.importorskip("onnxruntime")
+    from prodcat.image import ImageError, create_encoder
+
+    encoder = create_encoder("efficientnet-lite0")
+    try:
+        onnx = encoder.ensure_export()
+    except ImageError as exc:
+        pytest.skip(f"image encoder unavailable: {exc}")
+    cache = tmp_path / "prodcat-cache"
+    (cache / "encoders").mkdir(parents=True)
+    for src in (onnx, encoder.hash_path):
+        shutil.copyfile(src, cache / "encoders" / src.name)
+    monkeypatch.setenv("PRODCAT_CACHE_DIR", str(cache))
+    return cache
+
+
+@dask_installed
+def test_embed_fills_the_cache_that_training_reads(make_rakuten, encoder_cache, tmp_path, capsys):
+    from prodcat.image import EmbeddingCache, ImageClassifier, create_encoder
+
+    data = make_rakuten("photos", per_class=6)
+    # Photos with distinct content (the fixture's photos repeat per class), one corrupt.
+    images = sorted((data / "images" / "image_train").glob("*.jpg"))
+    for i, path in enumerate(images):
+        Image.new("RGB", (40, 40), (i * 9 % 255, 255 - i * 5 % 255, 60)).save(path, quality=95)
+    images[0].write_bytes(b"not an image")
+    code, _, err = run(capsys, "embed", "--data", data, "--workers", "1", "--partition-rows", "5")
+    assert code == 0, err
+    assert f"{len(images) - 1:,} encoded" in err and "1 unusable (1 not an image)" in err
+    encoder_id = create_encoder("efficientnet-lite0").encoder_id
+    with EmbeddingCache() as cache:
+        assert cache.count(encoder_id) == len(images) - 1
+    # Training reads them from the cache: no photo is encoded again.
+    catalog = read_catalog(data)
+    encoded = ImageClassifier().embed(catalog.X, warn=False)
+    assert encoded.n_encoded == 0 and encoded.n_from_cache == len(images) - 1
+    # A second run finds everything cached.
+    code, _, err = run(capsys, "embed", "--data", data, "--workers", "0")
+    assert code == 0 and " 0 encoded" in err and f"{len(images) - 1} already cached" in err
+
+
+# ---------------------------------------------------------------------------------------------
+# real data
+
+
+@pytest.mark.realdata
+@pytest.mark.slow
+def test_real_unlabelled_listings_match_the_single_process_answer(tmp_path):
+    from prodcat.model import Classifier
+
+    train = real_catalog("rakuten").labelled()
+    unlabelled = real_catalog("rakuten_unlabelled")
+    model = Classifier().fit(train.X, train.y, taxonomy=train.taxonomy)
+    bundle = model.save(tmp_path / "model")
+    summary = run_predict_job(bundle, unlabelled.source, tmp_path / "out", partition_rows=600,
+                              engine=InProcessEngine(), echo=lambda m: None, progress=False)
+    # Every row gets an output row; the ones read_catalog skips (no text) have no answer.
+    assert summary.rows == 2000 and summary.partitions == 4
+    assert summary.failed == unlabelled.report.rows_without_text
+    loaded, _ = load_bundle(bundle)
+    pd.testing.assert_frame_equal(answered(pd.read_parquet(tmp_path / "out")),
+                                  single_process(loaded, unlabelled))

@@ -1,0 +1,93 @@
+"""Remembered fits: training again on the same data loads every model, and never a stale one."""
+
+from __future__ import annotations
+
+from collections import Counter
+
+import numpy as np
+import pytest
+
+from prodcat.model.fitcache import fit_memory, source_fingerprint
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def demo_catalog(tmp_path_factory):
+    from prodcat.data import read_catalog
+    from prodcat.demo import write_demo_catalog
+
+    path = write_demo_catalog(tmp_path_factory.mktemp("demo") / "cat", n_listings=200, seed=5)
+    return read_catalog(path)
+
+
+@pytest.fixture()
+def fit_counts(monkeypatch):
+    """How many times each kind of model was really fitted (not loaded)."""
+    pytest.importorskip("onnxruntime")
+    from prodcat.fusion.early import EarlyFusion
+    from prodcat.fusion.fusers import LateFusion, StackedFusion
+    from prodcat.image import ImageClassifier, ImageError, create_encoder
+    from prodcat.text import TextClassifier
+
+    try:
+        create_encoder("efficientnet-lite0").ensure_export()
+    except ImageError as exc:
+        pytest.skip(f"image encoder unavailable: {exc}")
+    counts: Counter = Counter()
+    for name, cls, method in [("text", TextClassifier, "fit"), ("image", ImageClassifier, "_fit_embeddings"),
+                              ("early", EarlyFusion, "fit"), ("late", LateFusion, "fit"),
+                              ("stack", StackedFusion, "fit")]:
+        original = getattr(cls, method)
+
+        def counting(self, *args, _original=original, _name=name, **kwargs):
+            counts[_name] += 1
+            return _original(self, *args, **kwargs)
+
+        monkeypatch.setattr(cls, method, counting)
+    return counts
+
+
+def _fused(memory, fusion="auto", C=None):
+    from prodcat.image import ImageClassifier
+    from prodcat.model import Classifier
+    from prodcat.text import TextClassifier
+
+    return Classifier(text=TextClassifier(C=C), image=ImageClassifier(), fusion=fusion, memory=memory)
+
+
+@pytest.mark.parametrize("fusion", ["auto", "early"])
+def test_second_fit_loads_every_model_and_predicts_the_same(demo_catalog, fit_counts, tmp_path, fusion):
+    X, y = demo_catalog.X, demo_catalog.y
+    first = _fused(tmp_path / "fits", fusion).fit(X, y, taxonomy=demo_catalog.taxonomy)
+    assert fit_counts["text"] >= 4 and fit_counts["image"] >= 4  # 3 folds + the final models
+    fit_counts.clear()
+    second = _fused(tmp_path / "fits", fusion).fit(X, y, taxonomy=demo_catalog.taxonomy)
+    assert sum(fit_counts.values()) == 0, fit_counts
+    assert second.fusion_ == first.fusion_
+    np.testing.assert_array_equal(second.predict_proba(X), first.predict_proba(X))
+    if fusion == "early":
+        # The early-fusion head uses the classifier's own text and image models, stored once.
+        assert second.early_.text_model_ is second.text_
+        assert second.early_.image_model_ is second.image_
+
+
+def test_changed_parameters_or_listings_are_fitted_again(demo_catalog, fit_counts, tmp_path):
+    X, y = demo_catalog.X, demo_catalog.y
+    _fused(tmp_path, "late").fit(X, y)
+    fit_counts.clear()
+    _fused(tmp_path, "late", C=0.3).fit(X, y)
+    assert fit_counts["text"] >= 4  # a new text parameter: every text model is new
+    fit_counts.clear()
+    edited = X.copy()
+    edited.loc[0, "title"] = edited.loc[0, "title"] + " modifié"
+    _fused(tmp_path, "late").fit(edited, y)
+    assert fit_counts["text"] >= 4 and fit_counts["late"] >= 1
+
+
+def test_without_memory_nothing_is_remembered(demo_catalog, fit_counts, tmp_path):
+    for _ in range(2):
+        _fused(None, "late").fit(demo_catalog.X, demo_catalog.y)
+    assert fit_counts["text"] == 8
+    assert fit_memory(None).location is None
+    assert len(source_fingerprint()) == 16
