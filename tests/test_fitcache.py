@@ -91,3 +91,15 @@ def test_without_memory_nothing_is_remembered(demo_catalog, fit_counts, tmp_path
     assert fit_counts["text"] == 8
     assert fit_memory(None).location is None
     assert len(source_fingerprint()) == 16
+
+
+def test_the_cache_stays_under_its_size_limit(trained, tmp_path, monkeypatch):
+    from prodcat.model import Classifier
+
+    _, catalog = trained
+    Classifier(memory=tmp_path).fit(catalog.X, catalog.y)
+    full = sum(f.stat().st_size for f in tmp_path.rglob("*") if f.is_file())
+    monkeypatch.setenv("PRODCAT_FIT_CACHE_LIMIT", "1K")
+    Classifier(memory=tmp_path, threshold=0.5).fit(catalog.X.iloc[:-1], catalog.y[:-1])
+    trimmed = sum(f.stat().st_size for f in tmp_path.rglob("*.pkl") if f.is_file())
+    assert full > 10_000 and trimmed < full

@@ -1,6 +1,6 @@
 """The Dask engine: a local cluster started for the job, or a running one (``--scheduler``).
 
-Needs the ``batch`` extra (``dask[dataframe,distributed]``). Each :class:`~prodcat.batch.engine.Resource`
+Needs the ``batch`` extra (``dask[distributed]``). Each :class:`~prodcat.batch.engine.Resource`
 travels to the workers as a ``WorkerPlugin``, also to workers that join (or restart) later; a
 worker loads it on first use, once. Partitions are scattered to the workers by the client and
 results come back to it, so the workers need no access to the client's output folder or

@@ -15,7 +15,7 @@ from sklearn.utils.validation import check_is_fitted
 from prodcat.data.catalog import FEATURE_COLUMNS, label_to_code
 from prodcat.data.taxonomy import Taxonomy
 from prodcat.errors import ConfigError, DataError
-from prodcat.model.fitcache import fit_memory, remembered, source_fingerprint
+from prodcat.model.fitcache import fit_memory, remembered, source_fingerprint, trim
 from prodcat.model.fitting import (
     choose_fusion,
     fit_early,
@@ -162,6 +162,7 @@ class Classifier(ClassifierMixin, BaseEstimator):
                     memory, text, self.image, X, y, images.embeddings, images.ok, image_set,
                     self.random_state, code)
                 self.early_.text_model_, self.early_.image_model_ = self.text_, self.image_
+        trim(memory)
         return self
 
     def _embed_for_fit(self, X, y):

