@@ -22,7 +22,7 @@ from typing import Any
 import pandas as pd
 
 from prodcat.data.files import TABLE_SUFFIXES, require_columns
-from prodcat.data.readers import detect_format
+from prodcat.data.readers import resolve_source
 from prodcat.errors import ConfigError, DataError
 from prodcat.hashing import sha256_file
 
@@ -234,11 +234,7 @@ class ImageResolver:
 def open_source(path: str | Path, format: str = "auto", **options: Any) -> CatalogSource:
     """The catalogue at ``path`` as a :class:`CatalogSource` (same formats and options as
     :func:`prodcat.data.read_catalog`); reads only the header."""
-    path = Path(path).expanduser()
-    if not path.exists():
-        raise DataError(f"data path not found: {path}")
-    if format == "auto":
-        format = detect_format(path)
+    path, format = resolve_source(path, format)
     if format not in FORMAT_OPTIONS:
         raise ConfigError(f"unknown data format {format!r}; choose one of auto, {', '.join(FORMAT_OPTIONS)}")
     given = {k: v for k, v in options.items() if v is not None and not (k == "encoding" and v == "utf-8")}

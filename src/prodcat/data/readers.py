@@ -56,13 +56,17 @@ def detect_format(path: Path) -> str:
     )
 
 
-def read_catalog(path: str | Path, format: str = "auto", **options) -> Catalog:
-    """Read any supported source into a Catalog. Unused options for a format are an error."""
+def resolve_source(path: str | Path, format: str = "auto") -> tuple[Path, str]:
+    """``path`` checked to exist, and its format (detected when ``"auto"``)."""
     path = Path(path).expanduser()
     if not path.exists():
         raise DataError(f"data path not found: {path}")
-    if format == "auto":
-        format = detect_format(path)
+    return path, detect_format(path) if format == "auto" else format
+
+
+def read_catalog(path: str | Path, format: str = "auto", **options) -> Catalog:
+    """Read any supported source into a Catalog. Unused options for a format are an error."""
+    path, format = resolve_source(path, format)
     if format not in READERS:
         raise ConfigError(f"unknown data format {format!r}; choose one of {', '.join(list_formats())}")
     options = {k: v for k, v in options.items() if v is not None}
