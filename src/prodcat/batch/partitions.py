@@ -13,7 +13,6 @@ read, not refused).
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,7 +21,7 @@ from typing import Any
 import pandas as pd
 
 from prodcat.data.files import TABLE_SUFFIXES, require_columns
-from prodcat.data.readers import resolve_source
+from prodcat.data.readers import rakuten_split_file, resolve_source
 from prodcat.errors import ConfigError, DataError
 from prodcat.hashing import sha256_file
 
@@ -280,15 +279,7 @@ def _check(header: list[str], asked: dict[str, str | None], path: Path) -> None:
 
 
 def _rakuten(path: Path, *, encoding: str, split: str | None = None, categories=None) -> CatalogSource:
-    if not path.is_dir():
-        raise DataError(f"a Rakuten data set is a folder holding X_train_update.csv; got {path}")
-    x_files = {re.sub(r"^X_|_update\.csv$", "", f.name): f for f in sorted(path.glob("X_*_update.csv"))}
-    if not x_files:
-        raise DataError(f"{path}: expected X_train_update.csv (or X_test_update.csv) in this folder")
-    split = split or ("train" if "train" in x_files else sorted(x_files)[0])
-    if split not in x_files:
-        raise DataError(f"{path}: no X_{split}_update.csv; found {sorted(f.name for f in x_files.values())}")
-    x_path = x_files[split]
+    split, x_path = rakuten_split_file(path, split)
     header = _header(x_path, encoding)
     _check(header, {"title": "designation", "description": "description", "product id": "productid",
                     "image id": "imageid"}, x_path)

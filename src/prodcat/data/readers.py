@@ -102,10 +102,8 @@ def _taxonomy_file(path: Path, encoding: str = "utf-8") -> Taxonomy | None:
     return Taxonomy.from_records(frame.to_dict("records"))
 
 
-@register_reader("rakuten", _is_rakuten, "folder laid out like the Rakuten France challenge download")
-def read_rakuten(path: Path, *, split: str | None = None, encoding: str = "utf-8",
-                 categories: str | Path | None = None) -> Catalog:
-    path = Path(path)
+def rakuten_split_file(path: Path, split: str | None) -> tuple[str, Path]:
+    """The split to read in a Rakuten folder (``train`` when present) and its X file."""
     if not path.is_dir():
         raise DataError(f"a Rakuten data set is a folder holding X_train_update.csv; got {path}")
     x_files = {re.sub(r"^X_|_update\.csv$", "", f.name): f for f in _rakuten_x_files(path)}
@@ -114,7 +112,14 @@ def read_rakuten(path: Path, *, split: str | None = None, encoding: str = "utf-8
     split = split or ("train" if "train" in x_files else sorted(x_files)[0])
     if split not in x_files:
         raise DataError(f"{path}: no X_{split}_update.csv; found {sorted(f.name for f in x_files.values())}")
-    x_path = x_files[split]
+    return split, x_files[split]
+
+
+@register_reader("rakuten", _is_rakuten, "folder laid out like the Rakuten France challenge download")
+def read_rakuten(path: Path, *, split: str | None = None, encoding: str = "utf-8",
+                 categories: str | Path | None = None) -> Catalog:
+    path = Path(path)
+    split, x_path = rakuten_split_file(path, split)
     x = read_table(x_path, encoding=encoding)
     x = x.rename(columns={x.columns[0]: "row"}) if x.columns[0] in ("", "Unnamed: 0") else x
     require_columns(x, {"title": "designation", "description": "description",
