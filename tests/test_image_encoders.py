@@ -30,7 +30,7 @@ from prodcat.image import (  # noqa: E402
     list_encoders,
     normalize,
 )
-from prodcat.image import encoders as encoders_module  # noqa: E402
+from prodcat.image import export as export_module  # noqa: E402
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
 FLIPKART = SHARED / "flipkart"
@@ -101,7 +101,7 @@ def test_export_is_made_once_with_its_hash(export_dir, lite0, monkeypatch):
     def no_second_export(*args, **kwargs):
         raise AssertionError("exported again")
 
-    monkeypatch.setattr(encoders_module, "export_onnx", no_second_export)
+    monkeypatch.setattr(export_module, "export_onnx", no_second_export)
     again = create_encoder("efficientnet-lite0", cache_dir=export_dir)
     assert again.ensure_export() == onnx
     assert again.session is not None
@@ -121,7 +121,7 @@ def test_tampered_export_is_detected(export_dir, tmp_path, monkeypatch):
     assert encoder.export_status() == "mismatch"
 
     # Without torch it cannot be remade: a clear error, never a silently wrong model.
-    monkeypatch.setattr(encoders_module, "torch_available", lambda: False)
+    monkeypatch.setattr(export_module, "torch_available", lambda: False)
     with pytest.raises(ImageError, match="sha256"):
         encoder.session  # noqa: B018
     monkeypatch.undo()
@@ -134,7 +134,7 @@ def test_tampered_export_is_detected(export_dir, tmp_path, monkeypatch):
 
 def test_without_torch_and_without_an_export_the_error_says_what_to_install(tmp_path, monkeypatch):
     monkeypatch.setitem(sys.modules, "torch", None)  # `import torch` now raises ImportError
-    assert not encoders_module.torch_available()
+    assert not export_module.torch_available()
     encoder = create_encoder("efficientnet-lite0", cache_dir=tmp_path)
     with pytest.raises(ImageError, match=r"prodcat\[image-export\]"):
         encoder.session  # noqa: B018

@@ -4,6 +4,10 @@ The text and image sides each keep a :class:`HeadRegistry` of their own heads; b
 calibrated ``predict_proba`` because those probabilities are fused and compared with the
 automation threshold. Heads whose scores are margins are calibrated by cross-validation
 (Platt scaling by default).
+
+A builder declares the parameters it uses. ``class_weight``, ``random_state`` and ``n_jobs``,
+which the models hand every head, reach only the builders that declare them; any other
+parameter a head does not take (``C`` for complement naive Bayes) is a ConfigError.
 """
 
 from __future__ import annotations
@@ -14,6 +18,7 @@ from dataclasses import dataclass
 from sklearn.calibration import CalibratedClassifierCV
 
 from prodcat.errors import ConfigError
+from prodcat.registry import Registry
 
 CALIBRATIONS = ("auto", "sigmoid", "temperature", "isotonic", "none")
 
@@ -26,16 +31,20 @@ class HeadSpec:
     description: str
 
 
-class HeadRegistry(dict[str, HeadSpec]):
-    """name → :class:`HeadSpec`; ``register`` decorates a builder, ``create`` builds a head."""
+#: Parameters the text and image models hand every head: a builder gets those it declares.
+SHARED_PARAMS = ("class_weight", "random_state", "n_jobs")
+
+
+class HeadRegistry(Registry[HeadSpec]):
+    """name → :class:`HeadSpec`; ``register`` decorates a builder, ``create`` builds a head
+    calibrated as it needs."""
 
     def __init__(self, kind: str):
-        super().__init__()
-        self.kind = kind
+        super().__init__(kind, build=lambda spec: spec.build, shared=SHARED_PARAMS)
 
     def register(self, name: str, *, needs_calibration: bool, description: str):
         def wrap(fn):
-            self[name] = HeadSpec(name, fn, needs_calibration, description)
+            Registry.register(self, name, HeadSpec(name, fn, needs_calibration, description))
             return fn
 
         return wrap
@@ -43,12 +52,10 @@ class HeadRegistry(dict[str, HeadSpec]):
     def create(self, name: str, *, calibration: str = "auto", calibration_cv: int = 3, **params):
         """Build head ``name`` with ``params``. ``calibration``: ``auto`` (calibrate heads that
         need it), ``sigmoid`` (Platt, one per class), ``temperature``, ``isotonic`` or ``none``."""
-        if name not in self:
-            raise ConfigError(f"unknown {self.kind} {name!r}; choose one of {', '.join(self)}")
+        spec = self.get(name)
         if calibration not in CALIBRATIONS:
             raise ConfigError(f"unknown calibration {calibration!r}; choose one of {', '.join(CALIBRATIONS)}")
-        spec = self[name]
-        estimator = spec.build(**params)
+        estimator = super().create(name, **params)
         if calibration == "none" or (calibration == "auto" and not spec.needs_calibration):
             return estimator
         # ensemble=False keeps one fitted model (small bundle, fast predict) and calibrates it

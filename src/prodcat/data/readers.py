@@ -18,6 +18,7 @@ from prodcat.data.catalog import Catalog, ReadReport, make_catalog
 from prodcat.data.files import TABLE_SUFFIXES, read_table, require_columns
 from prodcat.data.taxonomy import Category, Taxonomy
 from prodcat.errors import ConfigError, DataError
+from prodcat.registry import Registry
 
 
 @dataclass(frozen=True)
@@ -28,12 +29,13 @@ class Reader:
     description: str
 
 
-READERS: dict[str, Reader] = {}
+READERS: Registry[Reader] = Registry("data format", build=lambda reader: reader.read,
+                                     extra_choices=("auto",))
 
 
 def register_reader(name: str, detect: Callable[[Path], bool], description: str):
     def wrap(fn: Callable[..., Catalog]) -> Callable[..., Catalog]:
-        READERS[name] = Reader(name, fn, detect, description)
+        READERS.register(name, Reader(name, fn, detect, description))
         return fn
 
     return wrap
@@ -67,15 +69,8 @@ def resolve_source(path: str | Path, format: str = "auto") -> tuple[Path, str]:
 def read_catalog(path: str | Path, format: str = "auto", **options) -> Catalog:
     """Read any supported source into a Catalog. Unused options for a format are an error."""
     path, format = resolve_source(path, format)
-    if format not in READERS:
-        raise ConfigError(f"unknown data format {format!r}; choose one of {', '.join(list_formats())}")
     options = {k: v for k, v in options.items() if v is not None}
-    try:
-        return READERS[format].read(path, **options)
-    except TypeError as exc:
-        if "unexpected keyword" in str(exc):
-            raise ConfigError(f"format {format!r} does not take that option: {exc}") from None
-        raise
+    return READERS.create(format, path, **options)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -19,7 +19,7 @@ from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 from sklearn.utils.validation import check_is_fitted
 
-from prodcat.errors import ConfigError
+from prodcat.registry import Registry
 
 _EPS = 1e-6
 
@@ -106,7 +106,9 @@ class StackedFusion(BaseEstimator):
         return {"method": "stack", "C": self.C}
 
 
-FUSERS = {"late": LateFusion, "stack": StackedFusion}
+FUSERS: Registry[type] = Registry("fusion", extra_choices=("early", "auto"))
+FUSERS.register("late", LateFusion)
+FUSERS.register("stack", StackedFusion)
 
 
 def cross_val_fused(fuser, probas: Sequence[np.ndarray], y_idx: np.ndarray, seed: int = 0,
@@ -127,6 +129,4 @@ def cross_val_fused(fuser, probas: Sequence[np.ndarray], y_idx: np.ndarray, seed
 
 
 def create_fuser(name: str, **params):
-    if name not in FUSERS:
-        raise ConfigError(f"unknown fusion {name!r}; choose one of {', '.join([*FUSERS, 'early', 'auto'])}")
-    return FUSERS[name](**params)
+    return FUSERS.create(name, **params)

