@@ -111,12 +111,13 @@ def test_auto_uses_occlusion_when_grad_cam_cannot_run(quarter_model):
 
 
 def test_grad_cam_refuses_a_torch_model_that_is_not_the_deployed_one(quarter_model, monkeypatch):
+    import prodcat.explain.gradcam as gradcam_module
     import prodcat.explain.image as module
 
     model, paths, _ = quarter_model
     monkeypatch.setattr(module, "gradcam_available", lambda encoder=None: True)
     # A feature map whose pooled mean is not the (ONNX) embedding: other weights.
-    monkeypatch.setattr(module, "feature_map", lambda encoder, pixels: np.ones((6, 2, 2)) * 9.0)
+    monkeypatch.setattr(gradcam_module, "feature_map", lambda encoder, pixels: np.ones((6, 2, 2)) * 9.0)
     with pytest.raises(ImageError, match="differs from the deployed ONNX encoder"):
         explain_image(model, paths[0], method="gradcam")
     with pytest.warns(UserWarning, match="using occlusion"):

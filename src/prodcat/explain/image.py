@@ -41,13 +41,14 @@ weights package are installed (``prodcat[image-export]``), occlusion otherwise.
 224 × 224: the photo after the white-border crop, resize and white padding, i.e. what the network
 saw); :meth:`ImageExplanation.photo_heatmap` maps it back onto the decoded photo (zero on the
 cropped white margins), and :meth:`ImageExplanation.save_overlay` draws it over the photo.
+
+The methods live in :mod:`prodcat.explain.gradcam` and :mod:`prodcat.explain.occlusion`, the
+geometry and drawing in :mod:`prodcat.explain.overlay`; this module checks the request, runs the
+chosen method and returns one :class:`ImageExplanation`.
 """
 
 from __future__ import annotations
 
-import importlib.util
-import math
-import threading
 import time
 import warnings
 from collections.abc import Sequence
@@ -59,50 +60,50 @@ import numpy as np
 from PIL import Image
 
 from prodcat.errors import ConfigError
+from prodcat.explain.gradcam import (
+    CONSISTENCY_TOLERANCE,
+    class_gradients,
+    feature_map,
+    gradcam,
+    gradcam_available,
+    torch_model,
+)
+from prodcat.explain.occlusion import (
+    FILLS,
+    OCCLUSION_BATCH,
+    OCCLUSION_FILL,
+    OCCLUSION_GRID,
+    OCCLUSION_WINDOW,
+    embed_in_batches,
+    fill_value,
+    occlusion,
+)
+from prodcat.explain.overlay import (
+    Placement,
+    draw_overlay,
+    heatmap_on_photo,
+    input_placement,
+    normalise,
+    upsample,
+)
 from prodcat.image.encoders import EXPORT_HINT, ImageEncoder
 from prodcat.image.errors import ImageError
 from prodcat.image.loading import _to_rgb, is_missing, load_image
-from prodcat.image.preprocess import (
-    PreprocessConfig,
-    normalize,
-    preprocess_image,
-    white_border_box,
-)
+from prodcat.image.preprocess import preprocess_image
+
+__all__ = [
+    "CONSISTENCY_TOLERANCE", "FILLS", "METHODS", "OCCLUSION_BATCH", "OCCLUSION_FILL",
+    "OCCLUSION_GRID", "OCCLUSION_WINDOW", "ImageExplanation", "Placement", "class_gradients",
+    "deletion_check", "explain_image", "explain_image_targets", "feature_map",
+    "gradcam_available", "input_placement", "prepare_image_explainer",
+]
 
 METHODS = ("auto", "gradcam", "occlusion")
-#: Occlusion fills: ``grey`` is 127, the encoder's zero input; ``white`` the product-photo
-#: background; ``mean`` the photo's mean colour.
-FILLS = ("grey", "white", "mean")
-
-#: Default occlusion settings (see the module docstring).
-OCCLUSION_GRID = 8
-OCCLUSION_WINDOW = 2
-OCCLUSION_FILL = "grey"
-OCCLUSION_BATCH = 16
-
-#: Largest tolerated difference between the PyTorch feature map's pooled mean and the ONNX
-#: embedding, relative to the embedding's largest value (the export check uses the same).
-CONSISTENCY_TOLERANCE = 1e-3
 
 ImageInput = Any  # a path, the file's bytes, a PIL image or an HxWx3 uint8 array
 
 
 # --- the result --------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Placement:
-    """Where the photo lies in the encoder's input square.
-
-    ``box`` ``(left, top, right, bottom)``: the part of the decoded photo kept by the white-border
-    crop; ``region`` ``(left, top, right, bottom)``: where that part lies in the square, after
-    the resize (the rest of the square is white padding).
-    """
-
-    photo_size: tuple[int, int]
-    box: tuple[int, int, int, int]
-    region: tuple[int, int, int, int]
-    size: int
 
 
 @dataclass
@@ -144,26 +145,13 @@ class ImageExplanation:
         0 on the white margins the preprocessing cropped away."""
         if self.placement is None:
             raise ConfigError("this explanation has no photo geometry (placement)")
-        p = self.placement
-        width, height = p.photo_size
-        out = np.zeros((height, width), np.float32)
-        left, top, right, bottom = p.box
-        x0, y0, x1, y1 = p.region
-        part = self.heatmap[y0:y1, x0:x1]
-        if part.size == 0 or right <= left or bottom <= top:
-            return out
-        resized = Image.fromarray(np.ascontiguousarray(part, dtype=np.float32)).resize(
-            (right - left, bottom - top), Image.Resampling.BILINEAR)
-        out[top:bottom, left:right] = np.clip(np.asarray(resized, np.float32), 0.0, 1.0)
-        return out
+        return heatmap_on_photo(self.heatmap, self.placement)
 
     def overlay(self, *, on: str = "photo", alpha: float = 0.6, cmap: str = "turbo",
                 max_side: int | None = 1024) -> Image.Image:
         """The photo (``on="photo"``) or the model's input square (``on="input"``) with the heat
         map drawn over it in ``cmap`` colours; the colour's opacity grows with the heat (up to
         ``alpha``), so regions without evidence show the photo as it is."""
-        from matplotlib import colormaps
-
         if on == "photo":
             if self.photo is None:
                 raise ConfigError("this explanation keeps no photo; use on='input'")
@@ -176,18 +164,7 @@ class ImageExplanation:
             heat = np.asarray(self.heatmap, np.float32)
         else:
             raise ConfigError(f"on must be 'photo' or 'input', got {on!r}")
-        if cmap not in colormaps:
-            raise ConfigError(f"unknown matplotlib colormap {cmap!r}")
-        if not 0.0 <= alpha <= 1.0:
-            raise ConfigError(f"alpha must be between 0 and 1, got {alpha}")
-        colours = colormaps[cmap](heat)[..., :3].astype(np.float32) * 255.0
-        a = (alpha * heat)[..., None]
-        image = Image.fromarray(np.clip(base * (1.0 - a) + colours * a, 0, 255).astype(np.uint8))
-        if max_side and max(image.size) > max_side:
-            scale = max_side / max(image.size)
-            image = image.resize((max(1, round(image.width * scale)), max(1, round(image.height * scale))),
-                                 Image.Resampling.LANCZOS)
-        return image
+        return draw_overlay(base, heat, alpha=alpha, cmap=cmap, max_side=max_side)
 
     def save_overlay(self, path: str | Path, **options: Any) -> Path:
         """Write :meth:`overlay` as a PNG (whatever the suffix) and return the path."""
@@ -332,14 +309,14 @@ def explain_image_targets(
     details: dict[str, Any]
     if chosen == "gradcam":
         try:
-            grids, details = _gradcam(image_model, encoder, pixels, embedding[0], columns)
+            grids, details = gradcam(image_model, encoder, pixels, embedding[0], columns)
         except ImageError as exc:
             if method != "auto":
                 raise
             warnings.warn(f"Grad-CAM unavailable ({exc}); using occlusion", stacklevel=2)
             chosen = "occlusion"
     if chosen == "occlusion":
-        grids, details = _occlusion(image_model, encoder, pixels, proba, indices,
+        grids, details = occlusion(image_model, encoder, pixels, proba, indices,
                                     grid=occlusion_grid, window=occlusion_window,
                                     fill=occlusion_fill, batch_size=batch_size)
     timings["explain_s"] = time.perf_counter() - tick
@@ -349,9 +326,9 @@ def explain_image_targets(
     size = encoder.config.size
     out = []
     for index, grid in zip(indices, grids, strict=True):
-        grid = _normalise(grid)
+        grid = normalise(grid)
         out.append(ImageExplanation(
-            heatmap=_upsample(grid, size), grid=grid.astype(np.float32), method=chosen,
+            heatmap=upsample(grid, size), grid=grid.astype(np.float32), method=chosen,
             target=str(image_model.classes_[index]), target_index=index,
             probability=float(proba[index]), predicted=str(image_model.classes_[top]),
             predicted_probability=float(proba[top]), encoder=encoder.name, seconds=seconds,
@@ -359,20 +336,6 @@ def explain_image_targets(
             placement=placement,
         ))
     return out
-
-
-def gradcam_available(encoder: ImageEncoder | None = None) -> bool:
-    """True when Grad-CAM can run for ``encoder`` (default: Lite0): PyTorch,
-    efficientnet-lite-pytorch and the encoder's weights package are importable. Imports nothing."""
-    if encoder is None:
-        from prodcat.image.encoders import create_encoder
-
-        encoder = create_encoder()
-    modules = ("torch", "efficientnet_lite_pytorch", encoder.spec.weights_module)
-    try:
-        return all(importlib.util.find_spec(m) is not None for m in modules)
-    except (ImportError, ValueError):
-        return False
 
 
 def prepare_image_explainer(model: Any, method: str = "auto") -> str:
@@ -391,26 +354,8 @@ def prepare_image_explainer(model: Any, method: str = "auto") -> str:
     if chosen == "gradcam":
         if not gradcam_available(encoder):
             raise ImageError(f"Grad-CAM on {encoder.name} needs PyTorch: {EXPORT_HINT}")
-        _torch_model(encoder)
+        torch_model(encoder)
     return chosen
-
-
-def input_placement(photo: Image.Image, config: PreprocessConfig) -> Placement:
-    """Where :func:`~prodcat.image.preprocess.preprocess_image` puts ``photo`` in the input square
-    (the same white-border crop, resize and centring)."""
-    width, height = photo.size
-    box = (0, 0, width, height)
-    if config.crop_borders:
-        found = white_border_box(np.asarray(photo.convert("RGB")), config.border_tolerance,
-                                 config.border_noise)
-        if found is not None:
-            box = found
-    cw, ch = box[2] - box[0], box[3] - box[1]
-    size = config.size
-    scale = size / max(cw, ch)
-    nw, nh = max(1, round(cw * scale)), max(1, round(ch * scale))
-    x0, y0 = (size - nw) // 2, (size - nh) // 2
-    return Placement(photo_size=(width, height), box=box, region=(x0, y0, x0 + nw, y0 + nh), size=size)
 
 
 # --- faithfulness ------------------------------------------------------------------------------
@@ -454,14 +399,13 @@ def deletion_check(
     # Random tie-breaking: blocks of equal heat (often zeros) are not taken in raster order.
     order = np.lexsort((rng.random(block_heat.size), -block_heat))
     masks = [order[:k]] + [rng.choice(block_heat.size, k, replace=False) for _ in range(n_random)]
-    value = _fill_value(pixels, fill)
+    value = fill_value(pixels, fill)
     copies = np.repeat(pixels[None], len(masks), axis=0)
     for copy, blocks in zip(copies, masks, strict=True):
         for b in blocks:
             i, j = divmod(int(b), cells)
             copy[edges[i]:edges[i + 1], edges[j]:edges[j + 1]] = value
-    embeddings = np.concatenate([encoder.embed(copies[s:s + OCCLUSION_BATCH])
-                                 for s in range(0, len(copies), OCCLUSION_BATCH)])
+    embeddings = embed_in_batches(encoder, copies, OCCLUSION_BATCH)
     base = image_model.proba_from_embeddings(encoder.embed(pixels[None]), np.ones(1, bool))[0]
     proba = image_model.proba_from_embeddings(embeddings, np.ones(len(copies), bool))
     target = explanation.target_index
@@ -475,124 +419,6 @@ def deletion_check(
         "cells": cells,
         "fill": fill,
     }
-
-
-# --- the methods -------------------------------------------------------------------------------
-
-
-_TORCH_MODELS: dict[tuple[str, str, int], Any] = {}
-_TORCH_LOCK = threading.Lock()
-
-
-def _torch_model(encoder: ImageEncoder):
-    """The PyTorch model behind ``encoder``'s export, built once per process."""
-    from prodcat.image.encoders import build_torch_model
-
-    key = (encoder.spec.name, encoder.spec.weights_file, encoder.config.size)
-    with _TORCH_LOCK:
-        if key not in _TORCH_MODELS:
-            _TORCH_MODELS[key] = build_torch_model(encoder.spec)
-        return _TORCH_MODELS[key]
-
-
-def feature_map(encoder: ImageEncoder, pixels: np.ndarray) -> np.ndarray:
-    """The last convolution's output ``float64 [channels, h, w]`` for one preprocessed input
-    (the map whose spatial mean is the embedding), from the PyTorch model; needs torch."""
-    import torch
-
-    net = _torch_model(encoder)
-    x = torch.from_numpy(normalize(pixels, encoder.config))
-    with torch.inference_mode():
-        features = net.extract_features(x)
-    return features[0].double().numpy()
-
-
-def _gradcam(image_model, encoder: ImageEncoder, pixels: np.ndarray, embedding: np.ndarray,
-             columns: list[int]) -> tuple[list[np.ndarray], dict[str, Any]]:
-    tick = time.perf_counter()
-    A = feature_map(encoder, pixels)
-    forward_s = time.perf_counter() - tick
-    pooled = A.mean(axis=(1, 2))
-    diff = float(np.max(np.abs(pooled - embedding)))
-    if not np.isfinite(diff) or diff > CONSISTENCY_TOLERANCE * max(1.0, float(np.max(np.abs(embedding)))):
-        raise ImageError(f"the PyTorch {encoder.name} differs from the deployed ONNX encoder "
-                         f"(pooled features differ by up to {diff:.3g}); the heat map would not "
-                         "explain the deployed model")
-    gradients, how = class_gradients(image_model, embedding, columns)
-    grids = [np.maximum(np.tensordot(g, A, axes=1), 0.0) for g in gradients]
-    details = {"feature_map_shape": list(A.shape), "torch_vs_onnx_max_abs": diff,
-               "gradient": how, "score": "log-probability", "torch_forward_s": forward_s}
-    return grids, details
-
-
-def class_gradients(image_model, embedding: np.ndarray, columns: Sequence[int]) -> tuple[np.ndarray, str]:
-    """``d log p_c / d z`` for each head column ``c``, at the raw (unstandardised) embedding ``z``:
-    ``float64 [len(columns), dim]``, and how it was computed (``"analytic"`` or
-    ``"finite differences (step …)"``)."""
-    from sklearn.linear_model import LogisticRegression
-
-    scaler, head = image_model.scaler_, image_model.head_
-    z = np.asarray(embedding, np.float64)[None]
-    x = scaler.transform(z)
-    scale = getattr(scaler, "scale_", None)
-    scale = np.ones(z.shape[1]) if scale is None else np.asarray(scale, np.float64)
-    columns = list(columns)
-    if isinstance(head, LogisticRegression):
-        W = np.asarray(head.coef_, np.float64)
-        p = head.predict_proba(x)[0]
-        if W.shape[0] == 1:  # binary: p_1 = sigmoid(w x + b)
-            w = W[0]
-            grads = np.stack([(1.0 - p[1]) * w if c == 1 else -p[1] * w for c in columns])
-        else:  # multinomial softmax
-            grads = W[columns] - (p @ W)[None]
-        return grads / scale[None], "analytic"
-    d = x.shape[1]
-    for step in (1e-3, 1e-1, 1.0):
-        steps = np.eye(d) * step
-        up = head.predict_proba(x + steps)[:, columns]
-        down = head.predict_proba(x - steps)[:, columns]
-        with np.errstate(divide="ignore"):
-            grads = ((np.log(np.maximum(up, 1e-300)) - np.log(np.maximum(down, 1e-300)))
-                     / (2 * step)).T
-        if np.all(np.isfinite(grads)) and np.any(grads != 0):
-            return grads / scale[None], f"finite differences (step {step:g})"
-    return np.zeros((len(columns), d)), "finite differences (flat head)"
-
-
-def _fill_value(pixels: np.ndarray, fill: str) -> np.ndarray:
-    if fill == "grey":
-        return np.array([127, 127, 127], np.uint8)
-    if fill == "white":
-        return np.array([255, 255, 255], np.uint8)
-    return pixels.reshape(-1, 3).mean(axis=0).round().astype(np.uint8)
-
-
-def _occlusion(image_model, encoder: ImageEncoder, pixels: np.ndarray, proba: np.ndarray,
-               indices: list[int], *, grid: int, window: int, fill: str,
-               batch_size: int) -> tuple[list[np.ndarray], dict[str, Any]]:
-    size = pixels.shape[0]
-    edges = np.linspace(0, size, grid + 1).round().astype(int)
-    starts = range(grid - window + 1)
-    positions = [(i, j) for i in starts for j in starts]
-    value = _fill_value(pixels, fill)
-    copies = np.repeat(pixels[None], len(positions), axis=0)
-    for copy, (i, j) in zip(copies, positions, strict=True):
-        copy[edges[i]:edges[i + window], edges[j]:edges[j + window]] = value
-    embeddings = np.concatenate([encoder.embed(copies[s:s + batch_size])
-                                 for s in range(0, len(copies), batch_size)])
-    occluded = image_model.proba_from_embeddings(embeddings, np.ones(len(copies), bool))
-    grids = []
-    for index in indices:
-        drops = proba[index] - occluded[:, index]
-        total = np.zeros((grid, grid))
-        count = np.zeros((grid, grid))
-        for drop, (i, j) in zip(drops, positions, strict=True):
-            total[i:i + window, j:j + window] += drop
-            count[i:i + window, j:j + window] += 1
-        grids.append(np.maximum(total / count, 0.0))
-    details = {"grid": grid, "window": window, "fill": fill, "occluded_copies": len(positions),
-               "score": "probability drop"}
-    return grids, details
 
 
 # --- helpers -----------------------------------------------------------------------------------
@@ -656,17 +482,3 @@ def _head_column(image_model, index: int) -> int:
         raise ConfigError(f"the image model saw no photo of class {str(image_model.classes_[index])!r}: "
                           "its image probability is always 0, there is nothing to explain")
     return int(found[0])
-
-
-def _normalise(grid: np.ndarray) -> np.ndarray:
-    grid = np.nan_to_num(np.maximum(np.asarray(grid, np.float64), 0.0))
-    top = float(grid.max()) if grid.size else 0.0
-    return grid / top if top > 0 and math.isfinite(top) else np.zeros_like(grid)
-
-
-def _upsample(grid: np.ndarray, size: int) -> np.ndarray:
-    """A coarse map in ``[0, 1]`` → ``float32 [size, size]``, bilinear, scaled back to a maximum
-    of 1 (interpolation lowers the peak a little)."""
-    resized = Image.fromarray(np.ascontiguousarray(grid, dtype=np.float32)).resize(
-        (size, size), Image.Resampling.BILINEAR)
-    return _normalise(np.asarray(resized, np.float64)).astype(np.float32)
