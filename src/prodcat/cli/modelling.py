@@ -1,0 +1,118 @@
+"""What the model options build (train, evaluate --cv), and the summaries of a cross-validation."""
+
+from __future__ import annotations
+
+from prodcat.cli.common import echo
+from prodcat.cli.options import DEFAULT_IMAGE_ENCODER
+from prodcat.errors import ConfigError
+
+
+def build_classifier(head, C, class_weight, calibration, max_description_chars, threshold, seed,
+                     image_encoder="none", image_head="logistic", fusion="auto", unlabelled=None,
+                     catalog=None, text_encoder="none", fit_cache=False):
+    from prodcat.model import Classifier
+    from prodcat.model.fitcache import default_fit_cache_dir
+    from prodcat.text import TextClassifier
+
+    # Checked before any data is read or model fitted: Classifier has no check of its own yet.
+    if not 0.0 <= threshold <= 1.0:
+        raise ConfigError("--threshold must be between 0 and 1")
+    text = TextClassifier(head=head, C=C, class_weight="balanced" if class_weight else None,
+                          calibration=calibration, max_description_chars=max_description_chars,
+                          random_state=seed, dense=_text_encoder(text_encoder))
+    image = _image_model(image_encoder, image_head, seed, catalog)
+    memory = str(default_fit_cache_dir()) if fit_cache else None
+    return Classifier(text=text, image=image, fusion=fusion, threshold=threshold, memory=memory,
+                      random_state=seed)
+
+
+def _text_encoder(name: str) -> str | None:
+    """The sentence encoder asked for, checked to be installed before any work; None for none."""
+    if name in (None, "none"):
+        return None
+    from prodcat.text.encoders import TextEncoderError, create_text_encoder
+
+    try:
+        create_text_encoder(name).pin_version()
+    except TextEncoderError as exc:
+        raise ConfigError(f"text encoder {name} is unavailable: {exc}") from None
+    return name
+
+
+def _image_model(encoder: str, head: str, seed: int, catalog):
+    """The image model asked for, or None; ``auto`` quietly falls back to text only."""
+    if encoder == "none":
+        return None
+    has_photos = catalog is not None and catalog.frame["image"].notna().any()
+    if encoder == "auto" and not has_photos:
+        return None
+    from prodcat.image import ImageClassifier, ImageError, create_encoder
+
+    name = DEFAULT_IMAGE_ENCODER if encoder == "auto" else encoder
+    try:
+        create_encoder(name).ensure_export()
+        import onnxruntime  # noqa: F401  (the encoder runs on it)
+    except (ImageError, ImportError) as exc:
+        if encoder != "auto":
+            raise ConfigError(f"image encoder {name} is unavailable: {exc}") from None
+        echo(f"note: image modality unavailable ({exc}); training on text only")
+        return None
+    return ImageClassifier(encoder=name, head=head, random_state=seed)
+
+
+def fit_params(model, unlabelled: str | None) -> dict:
+    """``fit`` keyword arguments: the unlabelled listings, when given and useful to ``model``."""
+    if unlabelled is None:
+        return {}
+    if model.image is None:
+        echo("note: --unlabelled only teaches the image model, and there is none; ignoring it")
+        return {}
+    from prodcat.data import read_catalog
+
+    catalog = read_catalog(unlabelled)
+    echo(f"read {catalog.source} ({catalog.format}) as unlabelled: {catalog.report.summary()}")
+    return {"unlabelled": catalog.X}
+
+
+def cv_folds(cv: str, catalog) -> int:
+    if str(cv).lower() == "auto":
+        # Cross-validation costs k more fits: worth it by default only while training is quick.
+        largest = max(catalog.class_counts().values())
+        return min(5, largest) if len(catalog) <= 20_000 and largest >= 2 else 0
+    try:
+        folds = int(cv)
+    except ValueError:
+        raise ConfigError(f"--cv must be a number of folds or auto, got {cv!r}") from None
+    if folds == 1 or folds < 0:
+        raise ConfigError("--cv must be 0 (none) or at least 2")
+    return folds
+
+
+def cv_modalities(res, taxonomy) -> dict:
+    """``{"modalities": {"text"|"image"|"fused": headline scores}}`` of out-of-fold predictions
+    with a photo model (the bundle's manifest keeps the headline, not the per-class detail)."""
+    if not res.modalities:
+        return {}
+    from prodcat.evaluation.modalities import modality_metrics
+
+    m = res.modalities
+    if not (m["text"].sum(axis=1) > 0).all():  # a fold fitted without its image model: not filled
+        return {}
+    mod = modality_metrics(res.y, res.proba, m["text"], m["image"], m["has_image"], list(res.classes), taxonomy)
+    keys = ("n", "weighted_f1", "macro_f1", "accuracy", "top3_accuracy", "ece", "log_loss")
+    return {"modalities": {name: {k: mod[name][k] for k in keys} for name in ("text", "image", "fused")
+                           if name in mod}}
+
+
+def fold_scores(res) -> list[dict]:
+    from sklearn.metrics import accuracy_score, f1_score
+
+    scores = []
+    for f in range(int(res.folds.max()) + 1):
+        m = res.folds == f
+        pred = res.classes[res.proba[m].argmax(axis=1)]
+        scores.append({"fold": f, "n": int(m.sum()),
+                       "weighted_f1": float(f1_score(res.y[m], pred, average="weighted", zero_division=0)),
+                       "macro_f1": float(f1_score(res.y[m], pred, average="macro", zero_division=0)),
+                       "accuracy": float(accuracy_score(res.y[m], pred))})
+    return scores
