@@ -7,12 +7,14 @@ embedding cache that training reads.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import os
 import shutil
 import subprocess
 import sys
 import time
+import types
 from pathlib import Path
 
 import numpy as np
@@ -23,12 +25,16 @@ from PIL import Image
 from conftest import RAKUTEN_CLASSES, real_catalog, write_table
 from prodcat.batch import (
     JOB_FILE,
+    Engine,
     InProcessEngine,
+    Resource,
     open_source,
     predict_partition,
     result_columns,
+    run_partitions,
     run_predict_job,
 )
+from prodcat.batch.resources import get_resource
 from prodcat.cli import main
 from prodcat.data import read_catalog
 from prodcat.errors import ConfigError
@@ -228,6 +234,57 @@ def test_unusable_photos_are_noted_and_answered_from_the_text(make_rakuten, tmp_
     expected = model.predict_frame(frame.loc[keep, ["title", "description", "image"]], 3,
                                    ids=frame.loc[keep, "id"])
     pd.testing.assert_frame_equal(answered(out.loc[keep]), norm(expected))
+
+
+@dataclasses.dataclass
+class _Offset(Resource):
+    """A resource that is a number: what a task gets in place of a loaded model."""
+
+    value: int = 0
+
+    def load(self, scratch):
+        return self.value
+
+
+def _add(offset: int, data: int, extra: int) -> int:
+    return offset + data + extra
+
+
+def test_engines_are_abstract_and_run_partitions_times_a_job():
+    with pytest.raises(TypeError, match="abstract"):
+        Engine()
+    engine = InProcessEngine()
+    summary = types.SimpleNamespace(startup_s=-1.0, seconds=-1.0, client_peak_rss_mb=None, workers=[])
+    results, lines, advanced = [], [], []
+
+    def tasks(key, bar):
+        advanced.append(bar)
+        for i in range(6):
+            yield (lambda i=i: engine.submit(key, _add, i, 1), results.append)
+
+    run_partitions(engine, lambda e: _Offset(key="test-offset", value=10), tasks, summary, heading="adding",
+                   total=6, desc="adding", started=time.perf_counter(), progress=False, echo=lines.append)
+    assert sorted(results) == [11, 12, 13, 14, 15, 16]
+    assert lines == ["adding on this process (no Dask)"] and len(advanced) == 1
+    assert summary.startup_s >= 0 and summary.seconds >= 0 and summary.client_peak_rss_mb > 0
+    assert summary.workers[0]["loads"]["test-offset"] == 1  # loaded once for the six tasks
+    with pytest.raises(ConfigError, match="not installed"):  # the engine was closed: uninstalled
+        get_resource("test-offset")
+
+
+def test_the_engine_never_imports_the_dask_engine():
+    """cluster imports engine; engine (or resources) importing cluster back would be a circle."""
+    import ast
+
+    import prodcat.batch as batch
+
+    folder = Path(batch.__file__).parent
+    for name in ("engine", "resources"):
+        tree = ast.parse((folder / f"{name}.py").read_text())
+        imported = {n.module for n in ast.walk(tree) if isinstance(n, ast.ImportFrom)}
+        imported |= {a.name for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names}
+        assert not {m for m in imported if m and m.startswith(("prodcat.batch.cluster", "distributed",
+                                                                 "dask"))}, name
 
 
 def test_job_in_this_process_resumes_and_refuses_a_changed_input(trained, trained_bundle, tmp_path, capsys):

@@ -1,6 +1,6 @@
 """The Dask engine: a local cluster started for the job, or a running one (``--scheduler``).
 
-Needs the ``batch`` extra (``dask[distributed]``). Each :class:`~prodcat.batch.engine.Resource`
+Needs the ``batch`` extra (``dask[distributed]``). Each :class:`~prodcat.batch.resources.Resource`
 travels to the workers as a ``WorkerPlugin``, also to workers that join (or restart) later; a
 worker loads it on first use, once. Partitions are scattered to the workers by the client and
 results come back to it, so the workers need no access to the client's output folder or
@@ -19,8 +19,10 @@ import dask
 from distributed import Client, LocalCluster, WorkerPlugin, as_completed
 from distributed.client import FutureCancelledError
 
-from prodcat.batch.engine import Engine, Resource, install, uninstall, usable_cpus, worker_stats
+from prodcat.batch.engine import Engine
+from prodcat.batch.resources import Resource, call_with, install, preload, uninstall, worker_stats
 from prodcat.errors import ConfigError, ProdcatError
+from prodcat.system import usable_cpus
 
 
 class ResourcePlugin(WorkerPlugin):
@@ -97,8 +99,6 @@ class DaskEngine(Engine):
         self._plugins.append(name)
 
     def warm(self, key: str) -> None:
-        from prodcat.batch.engine import preload
-
         # One load task pinned to each worker, run in its task thread (not its event loop).
         futures = [self.client.submit(preload, key, workers=[addr], allow_other_workers=False,
                                       pure=False, key=f"prodcat-load-{key[:24]}-{i}")
@@ -111,8 +111,6 @@ class DaskEngine(Engine):
                 future.release()
 
     def submit(self, key, fn, data, *args, name=""):
-        from prodcat.batch.engine import call_with
-
         [scattered] = self.client.scatter([data], hash=False)
         future = self.client.submit(call_with, key, fn, scattered, *args, pure=False,
                                     key=f"{name or fn.__name__}-{scattered.key[-12:]}")

@@ -10,7 +10,6 @@ started again skips what was stored.
 
 from __future__ import annotations
 
-import sys
 import time
 from collections import Counter
 from collections.abc import Callable
@@ -20,8 +19,10 @@ from typing import Any
 
 import numpy as np
 
-from prodcat.batch.engine import EncoderResource, Engine, open_engine, peak_rss_mb, run_bounded
+from prodcat.batch.engine import Engine
 from prodcat.batch.partitions import open_source
+from prodcat.batch.resources import EncoderResource
+from prodcat.batch.runner import open_engine, run_partitions
 
 DEFAULT_PARTITION_ROWS = 256
 
@@ -82,8 +83,6 @@ def run_embed_job(data: str | Path, *, encoder: str = "efficientnet-lite0",
                   echo: Callable[[str], None] = print, progress: bool | None = None) -> EmbedSummary:
     """Embed every photo of ``data`` with ``encoder`` into the embedding cache (``cache``: its
     SQLite file; default the one training uses)."""
-    from tqdm.auto import tqdm
-
     from prodcat.image import (
         EmbeddingCache,
         ImageError,
@@ -97,19 +96,11 @@ def run_embed_job(data: str | Path, *, encoder: str = "efficientnet-lite0",
     store = EmbeddingCache(cache)
     started = time.perf_counter()
     engine = engine or open_engine(scheduler, workers, echo=echo)
-    with engine, store:
-        echo(f"embedding the photos of {source.path} with {encoder} on {engine.description}"
-             + (f"; dashboard: {engine.dashboard}" if engine.dashboard else ""))
-        res = EncoderResource.of(encoder, ship=engine.ship, threads=engine.threads_per_task)
-        engine.install(res)
-        engine.warm(res.key)
-        summary = EmbedSummary(engine=engine.description, encoder=encoder, cache=str(store.path),
-                               startup_s=round(time.perf_counter() - started, 2))
-        failed: Counter[str] = Counter()
-        seen: set[str] = set()
-        bar = tqdm(total=source.n_rows, desc="embedding", unit="listing", file=sys.stderr,
-                   disable=None if progress is None else not progress, dynamic_ncols=True)
+    summary = EmbedSummary(engine=engine.description, encoder=encoder, cache=str(store.path))
+    failed: Counter[str] = Counter()
+    seen: set[str] = set()
 
+    def tasks(key: str, bar):
         def stored(digests: list[str], rows: int, result: dict[str, Any]) -> None:
             ok = np.asarray(result["ok"], bool)
             kept = [d for d, good in zip(digests, ok, strict=True) if good]
@@ -118,43 +109,38 @@ def run_embed_job(data: str | Path, *, encoder: str = "efficientnet-lite0",
             failed.update(k or "unusable" for k, good in zip(result["kinds"], ok, strict=True) if not good)
             bar.update(rows)
 
-        def tasks():
-            for part in source.partitions(partition_rows, images=True):
-                summary.rows += len(part)
-                summary.photos_missing += part.images_missing
-                digests, blobs = [], []
-                for path in part.frame["image"]:
-                    if path is None:
-                        continue
-                    summary.photos += 1
-                    try:
-                        blob = read_image_bytes(path)
-                    except ImageError:
-                        summary.unreadable += 1
-                        continue
-                    digest = content_digest(blob)
-                    if digest in seen:
-                        summary.duplicates += 1
-                        continue
-                    seen.add(digest)
-                    digests.append(digest)
-                    blobs.append(blob)
-                have = store.get_many(encoder_id, digests) if digests else {}
-                summary.cached += len(have)
-                todo = [(d, b) for d, b in zip(digests, blobs, strict=True) if d not in have]
-                if not todo:
-                    bar.update(len(part))
+        for part in source.partitions(partition_rows, images=True):
+            summary.rows += len(part)
+            summary.photos_missing += part.images_missing
+            digests, blobs = [], []
+            for path in part.frame["image"]:
+                if path is None:
                     continue
-                yield _embed_task(engine, res.key, part.index, todo, len(part), stored)
+                summary.photos += 1
+                try:
+                    blob = read_image_bytes(path)
+                except ImageError:
+                    summary.unreadable += 1
+                    continue
+                digest = content_digest(blob)
+                if digest in seen:
+                    summary.duplicates += 1
+                    continue
+                seen.add(digest)
+                digests.append(digest)
+                blobs.append(blob)
+            have = store.get_many(encoder_id, digests) if digests else {}
+            summary.cached += len(have)
+            todo = [(d, b) for d, b in zip(digests, blobs, strict=True) if d not in have]
+            if not todo:
+                bar.update(len(part))
+                continue
+            yield _embed_task(engine, key, part.index, todo, len(part), stored)
 
-        loop_started = time.perf_counter()
-        try:
-            run_bounded(engine, tasks())
-        finally:
-            bar.close()
-        summary.seconds = time.perf_counter() - loop_started
-        summary.failed = dict(failed.most_common())
-        summary.workers = engine.worker_stats()
-    summary.client_peak_rss_mb = round(peak_rss_mb(), 1)
+    with store:
+        run_partitions(engine, lambda e: EncoderResource.of(encoder, ship=e.ship, threads=e.threads_per_task),
+                       tasks, summary, heading=f"embedding the photos of {source.path} with {encoder}",
+                       total=source.n_rows, desc="embedding", started=started, progress=progress, echo=echo)
+    summary.failed = dict(failed.most_common())
     echo(summary.line())
     return summary

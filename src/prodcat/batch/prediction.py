@@ -10,7 +10,6 @@ partition and get an ``error`` instead of an answer.
 
 from __future__ import annotations
 
-import sys
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -19,9 +18,11 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from prodcat.batch.engine import BundleResource, Engine, open_engine, peak_rss_mb, run_bounded
+from prodcat.batch.engine import Engine
 from prodcat.batch.job import JobSummary, OutputFolder
 from prodcat.batch.partitions import open_source
+from prodcat.batch.resources import BundleResource, bundle_fingerprint
+from prodcat.batch.runner import open_engine, run_partitions
 from prodcat.errors import ProdcatError
 
 #: Partition size when none is given: a few seconds of text-only work per task.
@@ -152,9 +153,6 @@ def run_predict_job(model_dir: str | Path, data: str | Path, out: str | Path, *,
     ``engine`` (tests, benchmarks) replaces the one ``scheduler``/``workers`` would open; it is
     closed at the end either way.
     """
-    from tqdm.auto import tqdm
-
-    from prodcat.batch.engine import bundle_fingerprint
     from prodcat.model import read_manifest
 
     manifest = read_manifest(model_dir)
@@ -169,17 +167,9 @@ def run_predict_job(model_dir: str | Path, data: str | Path, out: str | Path, *,
     done = folder.prepare(spec, restart=restart, echo=echo)
     started = time.perf_counter()
     engine = engine or open_engine(scheduler, workers, echo=echo)
-    with engine:
-        echo(f"classifying {source.path} in partitions of {partition_rows:,} rows on {engine.description}"
-             + (f"; dashboard: {engine.dashboard}" if engine.dashboard else ""))
-        bundle = BundleResource.of(model_dir, ship=engine.ship, threads=engine.threads_per_task)
-        engine.install(bundle)
-        engine.warm(bundle.key)  # each worker loads the bundle once, now: a bad one fails here
-        summary = JobSummary(kind="predict", engine=engine.description,
-                             startup_s=round(time.perf_counter() - started, 2))
-        bar = tqdm(total=source.n_rows, desc="predicting", unit="listing", file=sys.stderr,
-                   disable=_bar_disabled(progress), dynamic_ncols=True)
+    summary = JobSummary(kind="predict", engine=engine.description)
 
+    def tasks(key: str, bar):
         def finished(part, result: pd.DataFrame) -> None:
             folder.write_part(part.index, to_table(result, k))
             summary.partitions_run += 1
@@ -190,37 +180,26 @@ def run_predict_job(model_dir: str | Path, data: str | Path, out: str | Path, *,
             summary.needs_review += int(result["needs_review"].sum())
             bar.update(len(result))
 
-        def tasks():
-            for part in source.partitions(partition_rows, images=uses_photos):
-                summary.partitions += 1
-                summary.rows += len(part)
-                if part.index in done:
-                    summary.partitions_skipped += 1
-                    bar.update(len(part))
-                    continue
-                summary.photos_missing += part.images_missing
-                yield (lambda p=part: engine.submit(bundle.key, predict_partition, p.frame, k,
-                                                    name=f"prodcat-predict-{p.index:05d}"),
-                       lambda result, p=part: finished(p, result))
+        for part in source.partitions(partition_rows, images=uses_photos):
+            summary.partitions += 1
+            summary.rows += len(part)
+            if part.index in done:
+                summary.partitions_skipped += 1
+                bar.update(len(part))
+                continue
+            summary.photos_missing += part.images_missing
+            yield (lambda p=part: engine.submit(key, predict_partition, p.frame, k,
+                                                name=f"prodcat-predict-{p.index:05d}"),
+                   lambda result, p=part: finished(p, result))
 
-        loop_started = time.perf_counter()
-        try:
-            run_bounded(engine, tasks())
-        finally:
-            bar.close()
-        summary.seconds = time.perf_counter() - loop_started
-        summary.workers = engine.worker_stats()
-    summary.client_peak_rss_mb = round(peak_rss_mb(), 1)
+    run_partitions(engine, lambda e: BundleResource.of(model_dir, ship=e.ship, threads=e.threads_per_task),
+                   tasks, summary, heading=f"classifying {source.path} in partitions of {partition_rows:,} rows",
+                   total=source.n_rows, desc="predicting", started=started, progress=progress, echo=echo)
     if summary.partitions_skipped:
         summary.needs_review += _count_review(folder, done)
     folder.finish(summary.to_dict())
     echo(predict_summary_line(summary, folder.path))
     return summary
-
-
-def _bar_disabled(progress: bool | None) -> bool | None:
-    """tqdm's ``disable``: None shows the bar on a terminal only."""
-    return None if progress is None else not progress
 
 
 def _count_review(folder: OutputFolder, indices: set[int]) -> int:
