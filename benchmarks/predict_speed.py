@@ -97,11 +97,11 @@ def predictors(kind: str, model: Any, k: int) -> tuple[Callable[[pd.DataFrame], 
     classes = model.classes_
 
     def batch(frame: pd.DataFrame) -> Any:
-        return classes[top_k_indices(model.decision_function(baseline_texts(frame)), k)]
+        return classes[top_k_indices(model.predict_proba(baseline_texts(frame)), k)]
 
     def single(listing: dict[str, str]) -> Any:
         text = f"{listing.get('title', '')} {listing.get('description', '')}"
-        return classes[top_k_indices(model.decision_function([text]), k)][0]
+        return classes[top_k_indices(model.predict_proba([text]), k)][0]
 
     return batch, single
 

@@ -85,7 +85,7 @@ def test_predict_frame(trained):
     assert list(frame["id"]) == list(catalog.frame["id"].iloc[:10])
     assert (frame["probability_1"] >= frame["probability_2"]).all()
     assert (frame["probability_2"] >= frame["probability_3"]).all()
-    assert (frame["needs_review"] == (frame["probability_1"] < model.threshold)).all()
+    assert (frame["needs_review"] == (frame["probability_1"] < model.threshold_)).all()
     assert frame["needs_review"].dtype == bool
     assert set(frame["name_1"]) <= {v[0] for v in RAKUTEN_CLASSES.values()}
     top = model.predict_top_k(X, k=1)
@@ -96,14 +96,14 @@ def test_predict_frame(trained):
 
 def test_needs_review_follows_threshold(trained):
     model, catalog = trained
-    old = model.threshold
+    old = model.threshold_
     try:
-        model.threshold = 1.01
+        model.threshold_ = 1.01
         assert model.predict_frame(catalog.X.iloc[:5])["needs_review"].all()
-        model.threshold = 0.0
+        model.threshold_ = 0.0
         assert not model.predict_frame(catalog.X.iloc[:5])["needs_review"].any()
     finally:
-        model.threshold = old
+        model.threshold_ = old
 
 
 def test_accepts_dict_list_and_title_only_frame(trained):
@@ -224,7 +224,7 @@ def test_manifest_contents(trained, trained_bundle):
     assert part["file"] == CLASSIFIER_PART
     assert part["sha256"] == sha256_file(trained_bundle / CLASSIFIER_PART)
     assert part["bytes"] == (trained_bundle / CLASSIFIER_PART).stat().st_size
-    assert m["threshold"] == model.threshold
+    assert m["threshold"] == model.threshold_
     assert m["parameters"]["class"] == "Classifier"
     # the manifest is plain UTF-8 JSON that keeps accents readable
     assert "Cartes à collectionner" in (trained_bundle / MANIFEST).read_text(encoding="utf-8")

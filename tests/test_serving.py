@@ -378,7 +378,7 @@ class FusedStub:
         self.inner = model
         self.classes_ = model.classes_
         self.taxonomy_ = model.taxonomy_
-        self.threshold = model.threshold
+        self.threshold_ = model.threshold_
         self.delay = delay
         self.seen: list[tuple[str | None, bytes | None]] = []
         self.calls: list[int] = []

@@ -99,7 +99,7 @@ def test_seller_page_with_photo(app_env):
 def test_seller_page_needs_review(app_env, trained, tmp_path):
     # A bundle whose threshold no answer reaches: the page must say the listing needs review.
     model = copy.deepcopy(trained[0])
-    model.threshold = 1.0
+    model.threshold_ = 1.0
     app_env.setenv(MODEL_ENV, str(model.save(tmp_path / "strict")))
     at = submit(run_app(), "lot neuf")
     assert at.warning and "Needs review" in at.warning[0].value

@@ -76,7 +76,7 @@ def predict(model_dir, title, description, image, top_k, as_json, data, out, sch
     else:
         frame.to_csv(out, index=False)
     echo(f"wrote {len(frame)} predictions to {out} "
-         f"({int(frame['needs_review'].sum())} need review at threshold {model.threshold:.0%})")
+         f"({int(frame['needs_review'].sum())} need review at threshold {model.threshold_:.0%})")
 
 
 def _predict_one(model, title: str, description: str, image: str | None, top_k: int, as_json: bool) -> None:
@@ -89,10 +89,10 @@ def _predict_one(model, title: str, description: str, image: str | None, top_k: 
     by_modality = {"text": model.describe(parts["text"], top_k)[0]}
     if parts["image"] is not None:
         by_modality["image"] = model.describe(parts["image"], top_k)[0] if parts["has_image"][0] else None
-    needs_review = top[0]["probability"] < model.threshold
+    needs_review = top[0]["probability"] < model.threshold_
     if as_json:
         click.echo(json.dumps({"top_k": top, "modalities": by_modality, "needs_review": needs_review,
-                               "threshold": model.threshold, "latency_ms": round(ms, 2)},
+                               "threshold": model.threshold_, "latency_ms": round(ms, 2)},
                               ensure_ascii=False, indent=2))
         return
     for rank, p in enumerate(top, 1):
@@ -102,7 +102,7 @@ def _predict_one(model, title: str, description: str, image: str | None, top_k: 
     for name, answer in by_modality.items():
         said = f"{answer[0]['name']} ({answer[0]['probability']:.0%})" if answer else "no usable photo"
         click.echo(f"   {name} alone: {said}")
-    click.echo("needs review" if needs_review else f"confident (≥ {model.threshold:.0%})")
+    click.echo("needs review" if needs_review else f"confident (≥ {model.threshold_:.0%})")
 
 
 def _batch_out(out, scheduler, workers, partition_rows, restart) -> bool:

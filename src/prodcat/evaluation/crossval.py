@@ -13,6 +13,7 @@ from sklearn.model_selection import StratifiedKFold
 from tqdm.auto import tqdm
 
 from prodcat.errors import DataError
+from prodcat.evaluation.layouts import layout_frames
 
 
 @dataclass
@@ -25,10 +26,17 @@ class CrossValResult:
     #: Out-of-fold per-modality probabilities when the estimator has ``predict_modalities``:
     #: ``text``, ``image`` and the ``has_image`` mask (image rows without a photo hold the prior).
     modalities: dict[str, np.ndarray] | None = None
+    #: Each row's automation threshold: that of the fold model that predicted it (None when the
+    #: estimator has no ``threshold_``).
+    thresholds: np.ndarray | None = None
+    #: With ``layouts=True``: out-of-fold probabilities of the same listings in every field
+    #: layout (:mod:`prodcat.evaluation.layouts`), by layout name.
+    layouts: dict[str, np.ndarray] | None = None
 
 
 def cross_val_proba(estimator, X: pd.DataFrame, y, *, folds: int = 5, seed: int = 0,
-                    progress: bool = True, fit_params: dict | None = None) -> CrossValResult:
+                    progress: bool = True, fit_params: dict | None = None,
+                    layouts: bool = False) -> CrossValResult:
     """Fit ``estimator`` on k-1 folds and predict the held-out fold, k times.
 
     Each fold's model may know fewer classes than the whole set (a rare class can be absent from
@@ -47,6 +55,8 @@ def cross_val_proba(estimator, X: pd.DataFrame, y, *, folds: int = 5, seed: int 
     modalities = {"text": np.zeros_like(proba), "image": np.zeros_like(proba),
                   "has_image": np.zeros(len(y), dtype=bool)}
     any_image = False
+    thresholds = np.full(len(y), np.nan)
+    layout_proba = {}
     # Stratification warns about classes rarer than the fold count; they are handled below.
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message="The least populated class")
@@ -73,4 +83,11 @@ def cross_val_proba(estimator, X: pd.DataFrame, y, *, folds: int = 5, seed: int 
             p = model.predict_proba(X.iloc[te].reset_index(drop=True))
         proba[np.ix_(te, cols)] = p
         fold_of[te] = i
-    return CrossValResult(classes, proba, y, fold_of, seconds, modalities if any_image else None)
+        thresholds[te] = getattr(model, "threshold_", np.nan)
+        if layouts:
+            for name, frame in layout_frames(X.iloc[te].reset_index(drop=True)).items():
+                out = layout_proba.setdefault(name, np.zeros_like(proba))
+                out[np.ix_(te, cols)] = p if name == "given" else model.predict_proba(frame)
+    return CrossValResult(classes, proba, y, fold_of, seconds, modalities if any_image else None,
+                          None if np.isnan(thresholds).any() else thresholds,
+                          layout_proba or None)

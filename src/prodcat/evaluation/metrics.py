@@ -16,6 +16,7 @@ from sklearn.metrics import f1_score, precision_recall_fscore_support
 
 from prodcat.data.taxonomy import Taxonomy
 from prodcat.errors import ConfigError, DataError
+from prodcat.evaluation.automation import PRECISION_TARGETS, threshold_for_precision
 
 # Keeps log loss finite when the model gives the true class probability 0.
 _EPS = 1e-15
@@ -96,6 +97,22 @@ def _reliability(conf: np.ndarray, correct: np.ndarray, n_bins: int) -> tuple[fl
             "accuracy": acc,
         })
     return float(ece), bins
+
+
+def _parent_scores(codes: np.ndarray, pred: np.ndarray, taxonomy: Taxonomy | None) -> dict | None:
+    """Scores one level up the taxonomy (a book filed under the wrong kind of book is still a
+    book), when the taxonomy names parents."""
+    if taxonomy is None:
+        return None
+    parents = {c: taxonomy.parent(c) for c in set(codes.tolist()) | set(pred.tolist())}
+    if not any(parents.values()):
+        return None
+    true_p = np.array([parents[c] or c for c in codes], dtype=object)
+    pred_p = np.array([parents[c] or c for c in pred], dtype=object)
+    return {"n_parents": len(set(true_p.tolist())),
+            "weighted_f1": float(f1_score(true_p, pred_p, average="weighted", zero_division=0)),
+            "macro_f1": float(f1_score(true_p, pred_p, average="macro", zero_division=0)),
+            "accuracy": float((true_p == pred_p).mean())}
 
 
 def compute_metrics(
@@ -181,6 +198,9 @@ def compute_metrics(
             "accuracy": float(correct[auto].mean()) if n_auto else None,
         })
 
+    precision_coverage = [{"target_precision": float(t), **threshold_for_precision(conf, correct, t)}
+                          for t in PRECISION_TARGETS]
+
     return {
         "n": int(n),
         "n_classes": len(cls),
@@ -195,5 +215,7 @@ def compute_metrics(
         "per_class": per_class,
         "confusion": {"labels": labels, "matrix": cm.astype(int).tolist()},
         "coverage": coverage,
+        "precision_coverage": precision_coverage,
+        "parent": _parent_scores(codes, pred, taxonomy),
         "unseen_labels": {"count": int((~seen).sum()), "labels": {k: int(v) for k, v in unseen.items()}},
     }

@@ -99,7 +99,9 @@ def save_bundle(model, path: str | Path, *, training: dict | None = None, metric
             "versions": versions,
             "classes": [str(c) for c in model.classes_],
             "taxonomy": model.taxonomy_.to_records(),
-            "threshold": model.threshold,
+            "threshold": model.threshold_,
+            "automation": getattr(model, "automation_", None),
+            "text_model": _text_model_record(model),
             "parameters": _jsonable_params(model),
             "dropped_classes": getattr(model, "dropped_classes_", {}),
             "modalities": ["text"] + (["image"] if encoder is not None else []),
@@ -162,9 +164,32 @@ def _image_encoder(model):
 
 
 def _text_encoder(model):
-    """The text model's sentence encoder (``TextClassifier(dense=...)``), or None."""
-    features = getattr(getattr(model, "text_", None), "features_", None)
-    return getattr(features, "dense_encoder_", None)
+    """The text model's sentence encoder (``TextClassifier(dense=...)``, an ensemble member's),
+    or None. Every member of the default ensemble uses the same one."""
+    for text in _text_models(getattr(model, "text_", None)):
+        encoder = (getattr(getattr(text, "features_", None), "dense_encoder_", None)
+                   or getattr(text, "encoder_", None))
+        if encoder is not None:
+            return encoder
+    return None
+
+
+def _text_models(text) -> list:
+    """The text model itself, or an ensemble's kept members."""
+    if text is None:
+        return []
+    members = getattr(text, "members_", None)
+    return list(members.values()) if members else [text]
+
+
+def _text_model_record(model) -> dict:
+    """What the text model is, for the manifest: its class, and an ensemble's weights and
+    members' out-of-fold scores."""
+    text = getattr(model, "text_", None)
+    record = {"class": type(text).__name__}
+    if getattr(text, "weights_", None) is not None:
+        record.update(weights=text.weights_, power=text.power_, oof_scores=text.member_scores_)
+    return record
 
 
 def _text_encoder_record(model) -> dict | None:

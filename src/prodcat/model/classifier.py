@@ -10,23 +10,26 @@ import numpy as np
 import pandas as pd
 from sklearn.base import BaseEstimator, ClassifierMixin
 from sklearn.model_selection import StratifiedKFold
-from sklearn.utils.validation import check_is_fitted
+from sklearn.utils.validation import check_consistent_length, check_is_fitted
 
 from prodcat.data.catalog import FEATURE_COLUMNS, label_to_code
 from prodcat.data.taxonomy import Taxonomy
-from prodcat.errors import ConfigError, DataError
+from prodcat.errors import DataError
+from prodcat.evaluation.automation import threshold_for_precision
 from prodcat.model.fitcache import fit_memory, remembered, source_fingerprint, trim
 from prodcat.model.fitting import (
     choose_fusion,
     fit_early,
     fit_image_head,
     fit_text,
-    out_of_fold,
+    image_out_of_fold,
     place_columns,
-    remembered_pseudo_labels,
+    pseudo_labels,
+    text_out_of_fold,
     with_pseudo_labels,
 )
-from prodcat.text.model import TextClassifier
+from prodcat.params import Integral, Interval, Real, StrOptions, check_params
+from prodcat.text.ensemble import default_text_model
 
 
 def as_listings(X) -> pd.DataFrame:
@@ -74,18 +77,24 @@ class Classifier(ClassifierMixin, BaseEstimator):
 
     Parameters
     ----------
-    text : estimator, default ``TextClassifier()``
-        The text model; any estimator with ``fit``/``predict_proba`` over a Catalog frame.
+    text : estimator, default None
+        The text model; any estimator with ``fit``/``predict_proba`` over a Catalog frame. None:
+        :func:`~prodcat.text.ensemble.default_text_model` (an ensemble of calibrated text models
+        chosen by out-of-fold log loss, or one TF-IDF SVM without the ``text-dense`` extra).
     image : ImageClassifier or None
         The image model; None trains a text-only classifier.
     fusion : {"auto", "late", "stack", "early"}
         How text and image probabilities are combined on listings that have both (see
         :mod:`prodcat.fusion`). ``auto`` picks the fusion with the lowest out-of-fold log loss.
     fusion_cv : int or "auto"
-        Folds used to produce the out-of-fold probabilities the fusion learns from ("auto": 3;
-        every fold is one more fit of each model).
-    threshold : float
-        Confidence at or above which a prediction may be filed without review.
+        Folds of the out-of-fold image probabilities the fusion learns from ("auto": 3; every
+        fold is one more fit of the image head, never of the text model, whose out-of-fold
+        probabilities come from its own calibration).
+    threshold : "auto" or float in [0, 1]
+        Confidence at or above which a prediction is filed without review. ``"auto"``: the lowest
+        confidence at which the out-of-fold answers reaching it are ``target_precision`` correct.
+    target_precision : float in (0, 1]
+        The precision the automatically filed listings must keep (with ``threshold="auto"``).
     min_class_count : int
         Classes with fewer training listings are left out (and recorded): a category seen once
         cannot be calibrated or cross-validated.
@@ -99,16 +108,75 @@ class Classifier(ClassifierMixin, BaseEstimator):
     memory : None, str or joblib.Memory
         Where fits are remembered (:mod:`prodcat.model.fitcache`): fitting again on the same
         listings with the same parameters loads each model instead of fitting it. None: off.
+    random_state : int
+        Seed of the fusion folds and of every model's own randomness: the same data and seed
+        give the same model.
+
+    Attributes
+    ----------
+    classes_ : ndarray of str
+        Category codes; the column order of :meth:`predict_proba`.
+    taxonomy_ : Taxonomy
+        Names and parents of the categories (the given taxonomy, extended to every class).
+    text_ : estimator
+        The fitted text model.
+    image_ : ImageClassifier or None
+        The fitted image model (None when left out or not asked for).
+    fuser_ : LateFusion, StackedFusion or None
+        The fitted fuser (None for text-only models and early fusion).
+    early_ : EarlyFusion or None
+        The early-fusion head, when that fusion was chosen.
+    fusion_ : dict or None
+        The fusion chosen, every candidate's out-of-fold log loss and accuracy, the weights.
+    threshold_ : float
+        The automation threshold in force (``needs_review`` is ``top-1 probability < threshold_``).
+    automation_ : dict
+        How the threshold was chosen and what it filed out of fold (coverage, precision).
+    dropped_classes_ : dict of str → int
+        Classes left out for having fewer than ``min_class_count`` listings.
+    n_train_ : int
+        Listings the model was fitted on.
+
+    Examples
+    --------
+    >>> import pandas as pd
+    >>> from prodcat.model import Classifier
+    >>> from prodcat.text.model import TextClassifier
+    >>> X = pd.DataFrame({"title": ["lego star wars", "poupee barbie", "lego city camion",
+    ...                             "barbie maison", "lego technic", "poupee bebe"] * 3,
+    ...                   "description": [""] * 18})
+    >>> y = ["jouet-construction", "poupee", "jouet-construction", "poupee",
+    ...      "jouet-construction", "poupee"] * 3
+    >>> model = Classifier(text=TextClassifier(calibration_cv=2)).fit(X, y)
+    >>> model.predict([{"title": "lego ninjago"}])[0]
+    'jouet-construction'
+    >>> 0.0 <= model.threshold_ <= 1.0
+    True
     """
 
-    def __init__(self, text=None, image=None, fusion="auto", fusion_cv="auto", threshold=0.8,
-                 min_class_count=3, min_images=30, pseudo_label_threshold=0.9, memory=None,
-                 random_state=0):
+    _parameter_constraints = {
+        "text": "no_validation",
+        "image": "no_validation",
+        "fusion": [StrOptions(set(FUSIONS))],
+        "fusion_cv": [StrOptions({"auto"}), Interval(Integral, 2, None, closed="left")],
+        "threshold": [StrOptions({"auto"}), Interval(Real, 0, 1, closed="both")],
+        "target_precision": [Interval(Real, 0, 1, closed="right")],
+        "min_class_count": [Interval(Integral, 1, None, closed="left")],
+        "min_images": [Interval(Integral, 0, None, closed="left")],
+        "pseudo_label_threshold": [Interval(Real, 0, 1, closed="both")],
+        "memory": "no_validation",
+        "random_state": ["random_state"],
+    }
+
+    def __init__(self, text=None, image=None, fusion="auto", fusion_cv="auto", threshold="auto",
+                 target_precision=0.95, min_class_count=3, min_images=30,
+                 pseudo_label_threshold=0.9, memory=None, random_state=0):
         self.text = text
         self.image = image
         self.fusion = fusion
         self.fusion_cv = fusion_cv
         self.threshold = threshold
+        self.target_precision = target_precision
         self.min_class_count = min_class_count
         self.min_images = min_images
         self.pseudo_label_threshold = pseudo_label_threshold
@@ -119,8 +187,14 @@ class Classifier(ClassifierMixin, BaseEstimator):
 
     def fit(self, X, y, taxonomy: Taxonomy | None = None, unlabelled=None):
         """Fit on labelled listings ``X``, ``y``; ``unlabelled`` listings (any frame with photos)
-        only teach the image model, through confident text pseudo-labels."""
+        only teach the image model, through confident text pseudo-labels.
+
+        Each base model is fitted once: the text model, then (with photos) the image head; the
+        fusion learns from their out-of-fold probabilities, and so does the automation threshold.
+        """
+        check_params(self)
         X = as_listings(X)
+        check_consistent_length(X, y)
         y = pd.Series([label_to_code(v) for v in np.asarray(y, dtype=object)], dtype=object)
         known = y.notna().to_numpy()
         counts = y[known].value_counts()
@@ -132,8 +206,6 @@ class Classifier(ClassifierMixin, BaseEstimator):
         if keep.sum() == 0 or y[keep].nunique() < 2:
             raise DataError("training needs at least two categories with "
                             f"{self.min_class_count} or more labelled listings each")
-        if self.fusion not in FUSIONS:
-            raise ConfigError(f"unknown fusion {self.fusion!r}; choose one of {', '.join(FUSIONS)}")
         self.dropped_classes_ = {str(k): int(v) for k, v in rare.items()}
         X = X[keep].reset_index(drop=True)
         y = y[keep].to_numpy().astype(str)
@@ -143,27 +215,56 @@ class Classifier(ClassifierMixin, BaseEstimator):
         self.image_ = self.fuser_ = self.early_ = None
         self.fusion_ = None
         memory, code = fit_memory(self.memory), source_fingerprint()
-        text = self.text if self.text is not None else TextClassifier()
-        images = self._embed_for_fit(X, y)
-        extra = self._embed_unlabelled(unlabelled) if images is not None else None
-        if images is not None:
-            self._fit_fusion(memory, code, text, X, y, images, extra)
+        text = self.text if self.text is not None else default_text_model(self.random_state)
+        splits = self._splits(y)
         self.text_ = remembered(memory, fit_text)(text, X, y, code)
+        oof = remembered(memory, text_out_of_fold)(self.text_, text, X, y, splits, self.classes_, code)
+        images = self._embed_for_fit(X, y)
         if images is not None:
-            sure, labels = (remembered(memory, remembered_pseudo_labels)(
-                memory, text, X, y, extra[0], self.pseudo_label_threshold, code)
-                if extra is not None else (None, None))
+            extra = self._embed_unlabelled(unlabelled)
+            sure, labels = (pseudo_labels(self.text_, extra[0], self.pseudo_label_threshold)
+                            if extra is not None else (None, None))
             *image_set, self.n_pseudo_labelled_ = with_pseudo_labels(
                 images.embeddings, images.ok, y, extra, sure, labels)
             self.image_ = remembered(memory, fit_image_head)(self.image, *image_set, code)
+            fused = self._fit_fusion(memory, code, X, y, images, oof, extra, sure, labels, splits)
+            oof = oof.copy()
+            oof[images.ok] = fused
             self.fusion_["n_pseudo_labelled"] = self.n_pseudo_labelled_
             if self.fusion_["method"] == "early":
                 self.early_ = remembered(memory, fit_early)(
-                    memory, text, self.image, X, y, images.embeddings, images.ok, image_set,
-                    self.random_state, code)
+                    self.text_, self.image_, X, y, images.embeddings, images.ok, self.random_state,
+                    code)
                 self.early_.text_model_, self.early_.image_model_ = self.text_, self.image_
+        self._set_threshold(oof, y)
         trim(memory)
         return self
+
+    def _set_threshold(self, oof: np.ndarray, y: np.ndarray) -> None:
+        """``threshold_``: the given threshold, or (``"auto"``) the lowest confidence at which the
+        out-of-fold answers that reach it are ``target_precision`` correct; ``automation_``
+        records what that threshold filed out of fold."""
+        y_idx = np.searchsorted(self.classes_.astype(str), y)
+        confidence = oof.max(axis=1)
+        correct = oof.argmax(axis=1) == y_idx
+        chosen = threshold_for_precision(confidence, correct, self.target_precision)
+        if self.threshold == "auto":
+            self.threshold_ = min(1.0, chosen["threshold"])
+        else:
+            self.threshold_ = float(self.threshold)
+        filed = confidence >= self.threshold_
+        self.automation_ = {
+            "threshold": self.threshold_, "chosen_by": "target_precision" if self.threshold == "auto"
+            else "given", "target_precision": self.target_precision,
+            "oof_coverage": float(filed.mean()),
+            "oof_precision": float(correct[filed].mean()) if filed.any() else None,
+            "oof_n": int(len(y))}
+
+    def _splits(self, y: np.ndarray) -> list:
+        skf = StratifiedKFold(n_splits=self._folds(), shuffle=True, random_state=self.random_state)
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message="The least populated class")
+            return list(skf.split(np.zeros(len(y)), y))
 
     def _embed_for_fit(self, X, y):
         """Embeddings of the training photos, or None when the image model cannot be used."""
@@ -191,25 +292,23 @@ class Classifier(ClassifierMixin, BaseEstimator):
     def _folds(self) -> int:
         return 3 if self.fusion_cv == "auto" else int(self.fusion_cv)
 
-    def _fit_fusion(self, memory, code, text, X, y, images, extra=None) -> None:
-        """Out-of-fold text and image probabilities on the listings with photos → a fuser."""
+    def _fit_fusion(self, memory, code, X, y, images, p_text, extra, sure, labels, splits):
+        """Out-of-fold image probabilities beside the text's on the listings with photos → a
+        fuser; returns the chosen fusion's out-of-fold probabilities of those listings."""
         ok = images.ok
-        folds = self._folds()
-        skf = StratifiedKFold(n_splits=folds, shuffle=True, random_state=self.random_state)
-        with warnings.catch_warnings():
-            warnings.filterwarnings("ignore", message="The least populated class")
-            splits = list(skf.split(np.zeros(len(y)), y))
-        p_text, p_image, p_early = remembered(memory, out_of_fold)(
-            text, self.image, self.fusion in ("early", "auto"), X, y, images.embeddings, ok, extra,
-            self.pseudo_label_threshold, splits, self.classes_, self.random_state, code)
+        with_early = self.fusion in ("early", "auto") and hasattr(self.text_, "transform")
+        p_image, p_early = remembered(memory, image_out_of_fold)(
+            self.image, self.text_, with_early, X, y, images.embeddings, ok, extra, sure, labels,
+            splits, self.classes_, self.random_state, code)
         rows = np.flatnonzero(ok)
         y_idx = np.searchsorted(self.classes_.astype(str), y[rows])
-        chosen, self.fuser_, scores, accuracy = remembered(memory, choose_fusion)(
+        chosen, self.fuser_, scores, accuracy, fused = remembered(memory, choose_fusion)(
             p_text[rows], p_image[rows], p_early[rows] if p_early is not None else None, y_idx,
             self.fusion, self.random_state, code)
-        self.fusion_ = {"method": chosen, "requested": self.fusion, "folds": folds,
+        self.fusion_ = {"method": chosen, "requested": self.fusion, "folds": len(splits),
                         "n_fused": int(ok.sum()), "oof_log_loss": scores, "oof_accuracy": accuracy,
                         **({"fuser": self.fuser_.describe()} if self.fuser_ is not None else {})}
+        return fused
 
     def _columns(self, model, proba: np.ndarray) -> np.ndarray:
         return place_columns(self.classes_, model, proba)
@@ -274,7 +373,7 @@ class Classifier(ClassifierMixin, BaseEstimator):
             frame[f"name_{r + 1}"] = names[idx[:, r]]
             frame[f"probability_{r + 1}"] = np.round(proba[np.arange(len(proba)), idx[:, r]], 6)
         # Decided on the unrounded probability, exactly as for a single listing.
-        frame["needs_review"] = proba[np.arange(len(proba)), idx[:, 0]] < self.threshold
+        frame["needs_review"] = proba[np.arange(len(proba)), idx[:, 0]] < self.threshold_
         return frame
 
     # Bundles -----------------------------------------------------------------------------------

@@ -15,7 +15,6 @@ from tqdm.auto import tqdm
 from prodcat.fusion.early import EarlyFusion
 from prodcat.fusion.fusers import LateFusion, StackedFusion, cross_val_fused, log_loss_of
 from prodcat.image.encoders import EncodedImages
-from prodcat.model.fitcache import remembered
 
 
 def fit_text(estimator, X, y, code):
@@ -43,12 +42,6 @@ def pseudo_labels(text_model, U, threshold: float) -> tuple[np.ndarray, np.ndarr
     return sure, np.asarray(text_model.classes_).astype(str)[proba[sure].argmax(axis=1)]
 
 
-def remembered_pseudo_labels(memory, text_estimator, X, y, U, threshold, code):
-    """:func:`pseudo_labels` of the text model that ``X``, ``y`` fit (loaded when remembered)."""
-    text = remembered(memory, fit_text)(text_estimator, X, y, code)
-    return pseudo_labels(text, U, threshold)
-
-
 def with_pseudo_labels(embeddings, ok, y, extra, sure, labels):
     """The image training set: labelled photos plus the confidently pseudo-labelled ones."""
     if extra is None or not sure.any():
@@ -58,52 +51,65 @@ def with_pseudo_labels(embeddings, ok, y, extra, sure, labels):
             np.concatenate([y, labels]), int(sure.sum()))
 
 
-def fit_early(memory, text_estimator, image_estimator, X, y, embeddings, ok, image_set, random_state,
-              code):
-    """Early fusion over the text and image models that these inputs fit; returned without
-    them (``text_model_``/``image_model_`` None: the caller attaches its own, equal, models so a
-    bundle stores each model once)."""
-    text = remembered(memory, fit_text)(text_estimator, X, y, code)
-    image = remembered(memory, fit_image_head)(image_estimator, *image_set, code)
-    early = EarlyFusion(random_state=random_state).fit(
-        text, image, X, EncodedImages(embeddings, ok, [None] * len(ok)), y)
-    early.text_model_ = early.image_model_ = None
-    return early
+def text_out_of_fold(text_model, text_estimator, X, y, splits, classes, code):
+    """Every listing's text probabilities from a model that did not see it.
+
+    A text model that keeps the out-of-fold probabilities of its own calibration
+    (``oof_proba_``: :class:`~prodcat.text.model.TextClassifier`, the ensemble) gives them for
+    free; any other estimator is fitted once more per fold of ``splits``.
+    """
+    oof = getattr(text_model, "oof_proba_", None)
+    if oof is not None:
+        return place_columns(classes, text_model, oof)
+    p_text = np.zeros((len(y), len(classes)))
+    for tr, te in tqdm(splits, desc="text folds", unit="fold", disable=len(y) < 5000):
+        text = clone(text_estimator).fit(X.iloc[tr], y[tr])
+        p_text[te] = place_columns(classes, text, text.predict_proba(X.iloc[te]))
+    return p_text
 
 
-def out_of_fold(text_estimator, image_estimator, with_early, X, y, embeddings, ok, extra, threshold,
-                splits, classes, random_state, code):
-    """Out-of-fold text, image (and early-fusion) probabilities of the listings with a photo.
+def image_out_of_fold(image_estimator, text_model, with_early, X, y, embeddings, ok, extra, sure,
+                      labels, splits, classes, random_state, code):
+    """Out-of-fold image (and early-fusion) probabilities of the listings with a photo.
 
+    Only image heads (and early-fusion heads) are fitted per fold: the text model is fitted
+    once, and early fusion reads its features, which no label shaped. Unlabelled photos join
+    every fold's training set under the text model's pseudo-labels (``sure``, ``labels``).
     Rows without a photo stay zero: only listings with both modalities are fused.
     """
     images = EncodedImages(embeddings, ok, [None] * len(ok))
-    p_text = np.zeros((len(y), len(classes)))
-    p_image = np.zeros_like(p_text)
-    p_early = np.zeros_like(p_text) if with_early else None
+    p_image = np.zeros((len(y), len(classes)))
+    p_early = np.zeros_like(p_image) if with_early else None
     for tr, te in tqdm(splits, desc="fusion folds", unit="fold", disable=len(y) < 5000):
         te = te[ok[te]]
         if te.size == 0:
             continue
-        text = clone(text_estimator).fit(X.iloc[tr], y[tr])
-        sure, labels = (pseudo_labels(text, extra[0], threshold) if extra is not None
-                        else (np.zeros(0, bool), None))
         image = clone(image_estimator).fit_embeddings(
             *with_pseudo_labels(embeddings[tr], ok[tr], y[tr], extra, sure, labels)[:3])
-        p_text[te] = place_columns(classes, text, text.predict_proba(X.iloc[te]))
         p_image[te] = place_columns(classes, image, image.proba_from_embeddings(embeddings[te], ok[te]))
         if p_early is not None:
-            early = EarlyFusion(random_state=random_state).fit(text, image, X.iloc[tr],
+            early = EarlyFusion(random_state=random_state).fit(text_model, image, X.iloc[tr],
                                                                images.subset(tr), y[tr])
             p_early[te] = place_columns(classes, early, early.predict_proba(X.iloc[te], images.subset(te)))
-    return p_text, p_image, p_early
+    return p_image, p_early
+
+
+def fit_early(text_model, image_model, X, y, embeddings, ok, random_state, code):
+    """Early fusion over the fitted text and image models; returned without them
+    (``text_model_``/``image_model_`` None: the caller attaches its own, equal, models so a
+    bundle stores each model once)."""
+    early = EarlyFusion(random_state=random_state).fit(
+        text_model, image_model, X, EncodedImages(embeddings, ok, [None] * len(ok)), y)
+    early.text_model_ = early.image_model_ = None
+    return early
 
 
 def choose_fusion(oof_text, oof_image, oof_early, y_idx, requested, random_state, code):
     """Score every candidate fusion on out-of-fold probabilities; fit the best.
 
-    Returns ``(chosen name, fitted fuser or None for early fusion, log losses, accuracies)``,
-    the scores including text and image alone for comparison.
+    Returns ``(chosen name, fitted fuser or None for early fusion, log losses, accuracies,
+    the chosen fusion's out-of-fold probabilities)``, the scores including text and image alone
+    for comparison.
     """
     oof = [oof_text, oof_image]
     candidates = {}
@@ -118,4 +124,5 @@ def choose_fusion(oof_text, oof_image, oof_early, y_idx, requested, random_state
     accuracy = {name: float((p.argmax(axis=1) == y_idx).mean()) for name, p in oof_by_name.items()}
     chosen = min(candidates, key=scores.get)
     fuser = candidates[chosen][0]
-    return chosen, (fuser.fit(oof, y_idx) if fuser is not None else None), scores, accuracy
+    return (chosen, (fuser.fit(oof, y_idx) if fuser is not None else None), scores, accuracy,
+            oof_by_name[chosen])

@@ -46,7 +46,7 @@ class ModelService:
         self.model = model
         self.manifest = manifest
         self.model_dir = Path(model_dir) if model_dir is not None else None
-        self.threshold = float(model.threshold)
+        self.threshold = float(model.threshold_)
         self.classes = [str(c) for c in model.classes_]
         self.categories = [{"code": str(c), "name": model.taxonomy_.name(c),
                             "parent": model.taxonomy_.parent(c)} for c in model.classes_]

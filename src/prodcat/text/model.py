@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import numpy as np
-from scipy.special import expit
 from sklearn.base import BaseEstimator, ClassifierMixin
 from sklearn.calibration import CalibratedClassifierCV
-from sklearn.utils.validation import check_is_fitted
+from sklearn.utils.validation import check_consistent_length, check_is_fitted
 
+from prodcat.params import Integral, Interval, Real, StrOptions, check_params
 from prodcat.text.features import TfidfFeatures
-from prodcat.text.heads import create_head
+from prodcat.text.heads import CALIBRATIONS, HEADS, create_head
+from prodcat.text.platt import cross_fit_platt, sigmoid_proba
 
 
 def _sigmoid_calibration(head):
@@ -35,6 +36,26 @@ class TextClassifier(ClassifierMixin, BaseEstimator):
     name, e.g. ``"use-multilingual"``, whose embedding is appended to the TF-IDF rows; None:
     TF-IDF only), ``dense_weight`` and ``dense_cache``.
     """
+
+    _parameter_constraints = {
+        "head": [str],
+        "C": [Interval(Real, 0, None, closed="neither"), None],
+        "class_weight": [StrOptions({"balanced"}), dict, None],
+        "calibration": [StrOptions(set(CALIBRATIONS))],
+        "calibration_cv": [StrOptions({"auto"}), Interval(Integral, 2, None, closed="left")],
+        "word_ngrams": [tuple, list, None],
+        "char_ngrams": [tuple, list, None],
+        "title_ngrams": [tuple, list, None],
+        "min_df_char": [Interval(Integral, 1, None, closed="left")],
+        "max_description_chars": [Interval(Integral, 0, None, closed="left"), None],
+        "char_description_chars": [Interval(Integral, 0, None, closed="left"), None],
+        "strip_accents": ["boolean"],
+        "random_state": ["random_state"],
+        "n_jobs": [Integral, None],
+        "dense": [str, object, None],
+        "dense_weight": [Interval(Real, 0, None, closed="neither")],
+        "dense_cache": ["boolean", str, object],
+    }
 
     def __init__(self, head="linear-svm", C=None, class_weight="balanced", calibration="auto",
                  calibration_cv="auto", word_ngrams=(1, 2), char_ngrams=(3, 5), title_ngrams=(1, 2),
@@ -67,28 +88,56 @@ class TextClassifier(ClassifierMixin, BaseEstimator):
                              strip_accents=self.strip_accents, dense=self.dense,
                              dense_weight=self.dense_weight, dense_cache=self.dense_cache)
 
-    def _make_head(self, y):
-        params = {"class_weight": self.class_weight, "random_state": self.random_state}
-        if self.C is not None:
-            params["C"] = self.C
+    def _calibration_folds(self, y) -> int:
         _, counts = np.unique(y, return_counts=True)
         folds = self.calibration_cv
         if folds == "auto":
             # Each calibration fold is one more fit of the head: on a big catalogue two folds give
             # the sigmoids plenty of out-of-fold scores for two thirds of the cost of three.
             folds = 3 if len(y) <= 20_000 else 2
-        cv = int(max(2, min(int(folds), counts.min())))
-        return create_head(self.head, calibration=self.calibration, calibration_cv=cv,
-                           n_jobs=self.n_jobs, **params)
+        return int(max(2, min(int(folds), counts.min())))
+
+    def _head_params(self) -> dict:
+        params = {"class_weight": self.class_weight, "random_state": self.random_state}
+        if self.C is not None:
+            params["C"] = self.C
+        return params
+
+    def _make_head(self, y):
+        return create_head(self.head, calibration=self.calibration,
+                           calibration_cv=self._calibration_folds(y), n_jobs=self.n_jobs,
+                           **self._head_params())
+
+    def _platt_head(self, y):
+        """The uncalibrated head when it is to be Platt-scaled here (see :mod:`~prodcat.text.platt`),
+        else None (other calibrations, two classes, heads without decision scores)."""
+        sigmoid = self.calibration == "sigmoid" or (
+            self.calibration == "auto" and HEADS.get(self.head).needs_calibration)
+        if not sigmoid or len(np.unique(y)) < 3:
+            return None
+        head = create_head(self.head, calibration="none", n_jobs=self.n_jobs, **self._head_params())
+        return head if hasattr(head, "decision_function") else None
 
     def fit(self, X, y):
+        """Fit features and head; with Platt scaling also keep ``oof_proba_``: every training
+        listing's calibrated probabilities from a head that did not see it."""
+        check_params(self)
         y = np.asarray(y, dtype=object).astype(str)
+        check_consistent_length(X, y)
         self.features_ = self._make_features()
         Z = self.features_.fit_transform(X)
-        self.head_ = self._make_head(y)
-        self.head_.fit(Z, y)
-        self.classes_ = np.asarray(self.head_.classes_)
-        self.sigmoids_ = _sigmoid_calibration(self.head_)
+        head = self._platt_head(y)
+        if head is not None:
+            head, a, b, self.oof_proba_ = cross_fit_platt(head, Z, y, self._calibration_folds(y))
+            self.head_ = head
+            self.classes_ = np.asarray(head.classes_)
+            self.sigmoids_ = (head, np.arange(len(self.classes_)), a, b)
+        else:
+            self.head_ = self._make_head(y)
+            self.head_.fit(Z, y)
+            self.classes_ = np.asarray(self.head_.classes_)
+            self.sigmoids_ = _sigmoid_calibration(self.head_)
+            self.oof_proba_ = None
         self.n_features_ = Z.shape[1]
         return self
 
@@ -105,11 +154,11 @@ class TextClassifier(ClassifierMixin, BaseEstimator):
         # The same arithmetic as CalibratedClassifierCV's Platt scaling, vectorised over classes:
         # its per-class loop of input checks took longer than the model itself for one listing.
         estimator, columns, a, b = self.sigmoids_
+        scores = estimator.decision_function(Z)
+        if len(columns) == len(self.classes_):
+            return sigmoid_proba(scores, a, b)
         proba = np.zeros((Z.shape[0], len(self.classes_)))
-        proba[:, columns] = expit(-(a * estimator.decision_function(Z) + b))
-        total = proba.sum(axis=1, keepdims=True)
-        proba = np.divide(proba, total, out=np.full_like(proba, 1 / proba.shape[1]), where=total != 0)
-        proba[(proba > 1.0) & (proba <= 1.0 + 1e-5)] = 1.0
+        proba[:, columns] = sigmoid_proba(scores, a, b)
         return proba
 
     def predict(self, X) -> np.ndarray:

@@ -1,0 +1,231 @@
+"""Several calibrated text models, combined by greedy ensemble selection.
+
+No single text model wins everywhere: a linear SVM on word and character n-grams is precise on
+product vocabulary, one that also sees a multilingual sentence embedding generalises across
+phrasings and languages, and a model on the embedding alone fails on other listings than both.
+Following Caruana et al. (2004), as AutoGluon does, members are fitted once each, and a weighted
+average of their probabilities is grown greedily (with replacement) to minimise the log loss of
+their *out-of-fold* probabilities — which every member produces while calibrating itself, so the
+selection costs no extra fit. The blend is then sharpened by one power (temperature), fitted on
+the same out-of-fold probabilities, because averaging calibrated models makes them timid.
+
+Members come from a registry of named configurations (:data:`MEMBERS`); every one reads the
+title and the description as one text, so a feed that glues the description onto the title, or
+leaves one of them empty, is read the same way.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+
+import numpy as np
+from scipy.optimize import minimize_scalar
+from sklearn.base import BaseEstimator, ClassifierMixin, clone
+from sklearn.model_selection import StratifiedKFold, cross_val_predict
+from sklearn.utils.validation import check_consistent_length, check_is_fitted
+
+from prodcat.params import Integral, Interval, StrOptions, check_params
+from prodcat.registry import Registry
+from prodcat.text.dense import DenseTextClassifier
+from prodcat.text.encoders import TEXT_ENCODERS, installed_version
+from prodcat.text.model import TextClassifier
+
+#: name → builder of an unfitted member (keyword arguments: ``random_state``, ``n_jobs``).
+MEMBERS: Registry[Callable[..., object]] = Registry("text ensemble member",
+                                                    shared=("random_state", "n_jobs"))
+
+#: The members of ``members="auto"``. The selection weighs them, and may leave any out.
+DEFAULT_MEMBERS = ("tfidf-svm", "tfidf-use-svm", "use-logistic")
+#: The sentence encoder each member needs (the ``text-dense`` extra); members whose encoder is
+#: not installed are left out of ``members="auto"``.
+MEMBER_ENCODERS = {"tfidf-use-svm": "use-multilingual-description",
+                   "use-logistic": "use-multilingual-description"}
+
+
+@MEMBERS.register("tfidf-svm")
+def _tfidf_svm(random_state=0, n_jobs=-1):
+    """Word 1–2-grams and char_wb 3–5-grams over title + description, Platt-calibrated SVM."""
+    return TextClassifier(title_ngrams=None, class_weight=None, max_description_chars=2000,
+                          char_description_chars=1000, random_state=random_state, n_jobs=n_jobs)
+
+
+@MEMBERS.register("tfidf-use-svm")
+def _tfidf_use_svm(random_state=0, n_jobs=-1):
+    """The same n-grams plus the multilingual USE embedding of title and description start."""
+    return TextClassifier(title_ngrams=None, class_weight=None, max_description_chars=2000,
+                          char_description_chars=1000, dense="use-multilingual-description",
+                          random_state=random_state, n_jobs=n_jobs)
+
+
+@MEMBERS.register("title-tfidf-svm")
+def _title_tfidf_svm(random_state=0, n_jobs=-1):
+    """prodcat's single-model default: the n-grams plus a block of the title's own words."""
+    return TextClassifier(random_state=random_state, n_jobs=n_jobs)
+
+
+@MEMBERS.register("use-logistic")
+def _use_logistic(random_state=0, n_jobs=-1):
+    """Logistic regression on the USE embedding alone."""
+    return DenseTextClassifier(random_state=random_state)
+
+
+@MEMBERS.register("complement-nb")
+def _complement_nb(random_state=0, n_jobs=-1):
+    """Complement naive Bayes on word n-grams, Platt-calibrated."""
+    return TextClassifier(head="complement-nb", char_ngrams=None, title_ngrams=None,
+                          class_weight=None, max_description_chars=2000,
+                          random_state=random_state, n_jobs=n_jobs)
+
+
+def available_members(names=DEFAULT_MEMBERS) -> tuple[str, ...]:
+    """``names`` less those whose sentence encoder's package is not installed."""
+    return tuple(n for n in names
+                 if n not in MEMBER_ENCODERS or installed_version(TEXT_ENCODERS.get(MEMBER_ENCODERS[n])))
+
+
+def default_text_model(random_state=0, n_jobs=-1):
+    """prodcat's default text model: the ensemble of the available default members, or the
+    TF-IDF SVM alone when the sentence encoder is not installed (an ensemble of one is that
+    model with extra steps)."""
+    members = available_members()
+    if len(members) == 1:
+        return MEMBERS.create(members[0], random_state=random_state, n_jobs=n_jobs)
+    return TextEnsemble(members=members, random_state=random_state, n_jobs=n_jobs)
+
+
+def greedy_selection(probas: list[np.ndarray], y_idx: np.ndarray, rounds: int) -> np.ndarray:
+    """Caruana's ensemble selection with replacement: weights (summing to 1) of ``probas``.
+
+    Each round adds the member whose inclusion gives the lowest log loss of the running average.
+    """
+    rows = np.arange(len(y_idx))
+    counts = np.zeros(len(probas))
+    total = np.zeros_like(probas[0])
+    for r in range(rounds):
+        losses = [_log_loss((total + p) / (r + 1), rows, y_idx) for p in probas]
+        best = int(np.argmin(losses))
+        counts[best] += 1
+        total += probas[best]
+    return counts / counts.sum()
+
+
+def sharpen(proba: np.ndarray, power: float) -> np.ndarray:
+    """``proba ** power``, renormalised (power > 1 sharpens, < 1 flattens)."""
+    p = np.power(np.clip(proba, 1e-12, 1.0), power)
+    return p / p.sum(axis=1, keepdims=True)
+
+
+def fit_power(proba: np.ndarray, y_idx: np.ndarray) -> float:
+    """The power (inverse temperature) minimising the log loss of :func:`sharpen`."""
+    rows = np.arange(len(y_idx))
+    result = minimize_scalar(lambda t: _log_loss(sharpen(proba, t), rows, y_idx),
+                             bounds=(0.25, 8.0), method="bounded")
+    return float(result.x)
+
+
+def _log_loss(proba: np.ndarray, rows: np.ndarray, y_idx: np.ndarray) -> float:
+    return float(-np.log(np.clip(proba[rows, y_idx], 1e-12, 1.0)).mean())
+
+
+class TextEnsemble(ClassifierMixin, BaseEstimator):
+    """Catalog frame → probabilities blended from several calibrated text models.
+
+    Parameters
+    ----------
+    members : "auto", sequence of str, or mapping of name → estimator
+        Members by registered name (:data:`MEMBERS`; ``"auto"``: :data:`DEFAULT_MEMBERS`), or
+        estimators given directly. An estimator without ``oof_proba_`` after ``fit`` is
+        cross-validated once more to get them.
+    rounds : int
+        Rounds of greedy selection (the weights' resolution is ``1/rounds``).
+    cv : int
+        Folds for members that do not produce out-of-fold probabilities themselves.
+    random_state : int
+    n_jobs : int or None
+        Cores each member's head may use.
+
+    Attributes
+    ----------
+    classes_ : ndarray of str
+    members_ : dict of name → fitted estimator
+        The members the selection kept (weight > 0).
+    weights_ : dict of name → float
+        Every candidate's weight (0 for those left out).
+    power_ : float
+        The sharpening power applied to the blend.
+    oof_proba_ : ndarray of shape (n_listings, n_classes)
+        The blend's out-of-fold probabilities (for thresholds and fusion).
+    member_scores_ : dict of name → {"log_loss", "accuracy"}
+        Each candidate's out-of-fold scores, and the blend's as ``"ensemble"``.
+    """
+
+    _parameter_constraints = {
+        "members": [StrOptions({"auto"}), list, tuple, Mapping],
+        "rounds": [Interval(Integral, 1, None, closed="left")],
+        "cv": [Interval(Integral, 2, None, closed="left")],
+        "random_state": ["random_state"],
+        "n_jobs": [Integral, None],
+    }
+
+    def __init__(self, members="auto", rounds=20, cv=3, random_state=0, n_jobs=-1):
+        self.members = members
+        self.rounds = rounds
+        self.cv = cv
+        self.random_state = random_state
+        self.n_jobs = n_jobs
+
+    def _candidates(self) -> dict[str, object]:
+        if isinstance(self.members, Mapping):
+            return {str(k): clone(v) for k, v in self.members.items()}
+        names = available_members() if self.members == "auto" else tuple(self.members)
+        if not names:
+            raise ValueError("TextEnsemble needs at least one member")
+        return {name: MEMBERS.create(name, random_state=self.random_state, n_jobs=self.n_jobs)
+                for name in names}
+
+    def _oof(self, model, estimator, X, y) -> np.ndarray:
+        oof = getattr(model, "oof_proba_", None)
+        if oof is None:
+            _, counts = np.unique(y, return_counts=True)
+            folds = int(max(2, min(self.cv, counts.min())))
+            oof = cross_val_predict(clone(estimator), X, y, cv=StratifiedKFold(folds),
+                                    method="predict_proba")
+        return self._place(model, oof)
+
+    def _place(self, model, proba: np.ndarray) -> np.ndarray:
+        out = np.zeros((proba.shape[0], len(self.classes_)))
+        out[:, np.searchsorted(self.classes_, np.asarray(model.classes_).astype(str))] = proba
+        return out
+
+    def fit(self, X, y):
+        check_params(self)
+        y = np.asarray(y, dtype=object).astype(str)
+        check_consistent_length(X, y)
+        self.classes_ = np.unique(y).astype(object)
+        y_idx = np.searchsorted(self.classes_.astype(str), y)
+        rows = np.arange(len(y))
+        fitted, oofs = {}, {}
+        for name, estimator in self._candidates().items():
+            fitted[name] = clone(estimator).fit(X, y)
+            oofs[name] = self._oof(fitted[name], estimator, X, y)
+        names = list(fitted)
+        weights = greedy_selection([oofs[n] for n in names], y_idx, self.rounds)
+        self.weights_ = {n: float(w) for n, w in zip(names, weights, strict=True)}
+        self.members_ = {n: fitted[n] for n in names if self.weights_[n] > 0}
+        blend = sum(self.weights_[n] * oofs[n] for n in self.members_)
+        self.power_ = fit_power(blend, y_idx)
+        self.oof_proba_ = sharpen(blend, self.power_)
+        self.member_scores_ = {
+            name: {"log_loss": _log_loss(p, rows, y_idx),
+                   "accuracy": float((p.argmax(axis=1) == y_idx).mean())}
+            for name, p in {**oofs, "ensemble": self.oof_proba_}.items()}
+        return self
+
+    def predict_proba(self, X) -> np.ndarray:
+        check_is_fitted(self, "members_")
+        blend = sum(self.weights_[n] * self._place(m, m.predict_proba(X))
+                    for n, m in self.members_.items())
+        return sharpen(blend, self.power_)
+
+    def predict(self, X) -> np.ndarray:
+        return self.classes_[np.argmax(self.predict_proba(X), axis=1)]

@@ -1,0 +1,64 @@
+"""Platt scaling fitted on out-of-fold scores, keeping those scores.
+
+scikit-learn's ``CalibratedClassifierCV(ensemble=False)`` computes out-of-fold decision scores,
+fits one sigmoid per class on them and throws the scores away. They are the honest picture of
+how the model does on listings it has not seen, which is exactly what the ensemble selection and
+the automation threshold need; keeping them makes those two free instead of one more
+cross-validation of every model.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from scipy.optimize import minimize
+from scipy.special import expit
+from sklearn.base import clone
+from sklearn.model_selection import StratifiedKFold, cross_val_predict
+
+
+def fit_sigmoid(scores: np.ndarray, positive: np.ndarray) -> tuple[float, float]:
+    """``(a, b)`` with ``P(positive | s) = 1 / (1 + exp(a·s + b))``, by Platt's method.
+
+    Targets are smoothed as in Platt (1999) and Lin et al. (2007), so a class that the scores
+    separate perfectly does not get an infinitely steep sigmoid.
+    """
+    scores = np.asarray(scores, dtype=np.float64)
+    n_pos = float(positive.sum())
+    n_neg = float(len(positive) - n_pos)
+    target = np.where(positive, (n_pos + 1) / (n_pos + 2), 1 / (n_neg + 2))
+
+    def loss(ab):
+        z = ab[0] * scores + ab[1]
+        value = np.sum(target * np.logaddexp(0, z) + (1 - target) * np.logaddexp(0, -z))
+        residual = expit(z) - (1 - target)
+        return value, np.array([residual @ scores, residual.sum()])
+
+    start = np.array([0.0, np.log((n_neg + 1) / (n_pos + 1))])
+    result = minimize(loss, start, jac=True, method="L-BFGS-B")
+    return float(result.x[0]), float(result.x[1])
+
+
+def sigmoid_proba(scores: np.ndarray, a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Per-class Platt probabilities, normalised over classes (one-vs-rest → multi-class)."""
+    proba = expit(-(a * scores + b))
+    total = proba.sum(axis=1, keepdims=True)
+    proba = np.divide(proba, total, out=np.full_like(proba, 1 / proba.shape[1]), where=total != 0)
+    proba[(proba > 1.0) & (proba <= 1.0 + 1e-5)] = 1.0
+    return proba
+
+
+def cross_fit_platt(estimator, Z, y: np.ndarray, folds: int):
+    """Fit ``estimator`` on everything and one sigmoid per class on its out-of-fold scores.
+
+    Returns ``(fitted estimator, a, b, out-of-fold probabilities)``; columns follow
+    ``estimator.classes_`` (sorted labels). Folds are stratified and unshuffled, as
+    ``CalibratedClassifierCV`` makes them.
+    """
+    classes = np.unique(y)
+    scores = cross_val_predict(clone(estimator), Z, y, cv=StratifiedKFold(folds),
+                               method="decision_function")
+    estimator.fit(Z, y)
+    params = [fit_sigmoid(scores[:, k], y == c) for k, c in enumerate(classes)]
+    a = np.array([p[0] for p in params])
+    b = np.array([p[1] for p in params])
+    return estimator, a, b, sigmoid_proba(scores, a, b)

@@ -1,0 +1,153 @@
+"""Platt scaling on out-of-fold scores, the text ensemble and its greedy selection."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+from sklearn.base import clone
+from sklearn.calibration import CalibratedClassifierCV
+from sklearn.svm import LinearSVC
+
+from prodcat.errors import ConfigError
+from prodcat.text import TextClassifier
+from prodcat.text.ensemble import (
+    MEMBERS,
+    TextEnsemble,
+    available_members,
+    default_text_model,
+    fit_power,
+    greedy_selection,
+    sharpen,
+)
+from prodcat.text.platt import cross_fit_platt, fit_sigmoid, sigmoid_proba
+
+WORDS = {
+    "piscine": ["piscine", "pompe", "filtre", "skimmer", "chlore", "bache"],
+    "livre": ["roman", "livre", "edition", "auteur", "poche", "tome"],
+    "jeu": ["console", "manette", "jeu", "nintendo", "playstation", "xbox"],
+    "jardin": ["tondeuse", "arrosoir", "graines", "pelle", "tuyau", "haie"],
+}
+
+
+def listings(per_class: int = 20, seed: int = 0, noise: float = 0.3):
+    """Small French-like listings whose words mostly, not always, name their class."""
+    rng = np.random.default_rng(seed)
+    labels = list(WORDS)
+    rows, y = [], []
+    for label in labels:
+        for _ in range(per_class):
+            own = list(rng.choice(WORDS[label], 3))
+            other = WORDS[labels[rng.integers(len(labels))]]
+            if rng.random() < noise:
+                own[-1] = str(rng.choice(other))
+            rows.append({"title": " ".join(own[:2]), "description": own[2]})
+            y.append(label)
+    return pd.DataFrame(rows), np.array(y)
+
+
+def fast_members():
+    return {"svm": TextClassifier(char_ngrams=None, title_ngrams=None, calibration_cv=2),
+            "svm-title": TextClassifier(char_ngrams=None, calibration_cv=2, C=0.1)}
+
+
+def test_platt_matches_scikit_learn_sigmoid_calibration():
+    X, y = listings(30)
+    Z = TextClassifier(char_ngrams=None)._make_features().fit_transform(X)
+    ours, a, b, oof = cross_fit_platt(LinearSVC(C=0.5), Z, y, folds=3)
+    theirs = CalibratedClassifierCV(LinearSVC(C=0.5), method="sigmoid", cv=3, ensemble=False).fit(Z, y)
+    np.testing.assert_allclose(sigmoid_proba(ours.decision_function(Z), a, b),
+                               theirs.predict_proba(Z), atol=2e-3)
+    assert oof.shape == (len(y), 4)
+    np.testing.assert_allclose(oof.sum(axis=1), 1.0)
+
+
+def test_fit_sigmoid_orders_scores_like_the_labels():
+    scores = np.r_[np.linspace(-3, -0.5, 50), np.linspace(0.5, 3, 50)]
+    a, b = fit_sigmoid(scores, scores > 0)
+    p = 1 / (1 + np.exp(a * scores + b))
+    assert a < 0 and p[-1] > 0.9 and p[0] < 0.1
+
+
+def test_text_classifier_keeps_honest_out_of_fold_probabilities():
+    X, y = listings(20)
+    model = TextClassifier(char_ngrams=None).fit(X, y)
+    assert model.oof_proba_.shape == (len(y), 4)
+    oof_acc = (model.classes_[model.oof_proba_.argmax(1)] == y).mean()
+    train_acc = (model.predict(X) == y).mean()
+    # Out-of-fold answers come from heads that did not see the listing: worse than on training.
+    assert 0.5 < oof_acc <= train_acc
+
+
+def test_text_classifier_validates_parameters_first():
+    X, y = listings(5)
+    with pytest.raises(ConfigError, match="'C' parameter of TextClassifier"):
+        TextClassifier(C=-1).fit(X, y)
+    with pytest.raises(ValueError, match="calibration"):
+        TextClassifier(calibration="magic").fit(X, y)
+    with pytest.raises(ValueError, match="inconsistent numbers of samples"):
+        TextClassifier().fit(X, y[:-1])
+
+
+def test_greedy_selection_prefers_the_better_member_and_sums_to_one():
+    rng = np.random.default_rng(0)
+    y = rng.integers(0, 3, 200)
+    good = np.full((200, 3), 0.1)
+    good[np.arange(200), y] = 0.8
+    bad = rng.dirichlet(np.ones(3), 200)
+    w = greedy_selection([bad, good], y, rounds=10)
+    assert w.sum() == pytest.approx(1.0)
+    assert w[1] > w[0]
+
+
+def test_sharpen_and_fit_power():
+    p = np.array([[0.5, 0.3, 0.2], [0.4, 0.35, 0.25]])
+    np.testing.assert_allclose(sharpen(p, 1.0), p)
+    assert sharpen(p, 2.0)[0, 0] > 0.5
+    # Timid but right answers: the fitted power sharpens them.
+    y = np.array([0, 0] * 50)
+    assert fit_power(np.tile(p, (50, 1)), y) > 1.0
+
+
+def test_ensemble_fits_each_member_once_and_blends_out_of_fold():
+    X, y = listings(20)
+    ens = TextEnsemble(members=fast_members()).fit(X, y)
+    assert set(ens.weights_) == {"svm", "svm-title"}
+    assert sum(ens.weights_.values()) == pytest.approx(1.0)
+    assert set(ens.members_) == {n for n, w in ens.weights_.items() if w > 0}
+    assert ens.oof_proba_.shape == (len(y), 4)
+    assert set(ens.member_scores_) == {"svm", "svm-title", "ensemble"}
+    # Greedy selection starts from the best single member: never worse out of fold.
+    best = min(ens.member_scores_[n]["log_loss"] for n in ("svm", "svm-title"))
+    assert ens.member_scores_["ensemble"]["log_loss"] <= best + 1e-9
+    proba = ens.predict_proba(X.head(5))
+    np.testing.assert_allclose(proba.sum(axis=1), 1.0)
+    assert list(ens.classes_) == sorted(WORDS)
+    # A clone is unfitted and equal in parameters (a scikit-learn estimator).
+    assert clone(ens).get_params()["rounds"] == ens.rounds
+
+
+def test_ensemble_cross_validates_members_without_out_of_fold_probabilities():
+    from sklearn.feature_extraction.text import TfidfVectorizer
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import FunctionTransformer
+
+    plain = make_pipeline(FunctionTransformer(lambda f: (f["title"] + " " + f["description"]).tolist()),
+                          TfidfVectorizer(), LogisticRegression())
+    X, y = listings(15)
+    ens = TextEnsemble(members={"plain": plain}, cv=3).fit(X, y)
+    assert ens.weights_ == {"plain": 1.0}
+    assert ens.oof_proba_.shape == (len(y), 4)
+
+
+def test_member_registry_and_default_model():
+    assert {"tfidf-svm", "tfidf-use-svm", "use-logistic"} <= set(MEMBERS)
+    with pytest.raises(ConfigError, match="choose one of"):
+        MEMBERS.get("no-such-member")
+    with pytest.raises(ConfigError, match="already registered"):
+        MEMBERS.register("tfidf-svm", lambda **kw: None)
+    members = available_members()
+    assert "tfidf-svm" in members
+    model = default_text_model()
+    assert isinstance(model, TextEnsemble if len(members) > 1 else TextClassifier)
