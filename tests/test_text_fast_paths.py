@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+from sklearn.base import clone
 import pytest
 from sklearn.feature_extraction.text import TfidfVectorizer
 
@@ -87,5 +88,16 @@ def test_vectorised_platt_scaling_gives_calibrated_classifier_cv_probabilities()
                       "description": [" ".join(rng.choice(words["abcd"[(i + 2) % 4]], 2)) for i in range(120)]})
     model = TextClassifier().fit(X, labels)
     assert model.sigmoids_ is not None
-    reference = model.head_.predict_proba(model.features_.transform(X))
-    np.testing.assert_allclose(model.predict_proba(X), reference, atol=1e-12)
+    Z = model.features_.transform(X)
+    # Per class, one sigmoid of the head's score (Platt), then normalised over classes.
+    _, _, a, b = model.sigmoids_
+    scores = model.head_.decision_function(Z)
+    per_class = np.column_stack([1 / (1 + np.exp(a[k] * scores[:, k] + b[k])) for k in range(len(a))])
+    np.testing.assert_allclose(model.predict_proba(X), per_class / per_class.sum(1, keepdims=True),
+                               atol=1e-12)
+    # The same model as scikit-learn's Platt scaling on the same folds, up to its optimiser.
+    from sklearn.calibration import CalibratedClassifierCV
+
+    reference = CalibratedClassifierCV(clone(model.head_), method="sigmoid", cv=3,
+                                       ensemble=False).fit(Z, labels).predict_proba(Z)
+    np.testing.assert_allclose(model.predict_proba(X), reference, atol=5e-3)

@@ -49,7 +49,8 @@ def tracked(tmp_path_factory, rakuten_session_dir):
     opts = ["--tracking-uri", str(store), "--experiment", "tests"]
     data = str(rakuten_session_dir)
     codes = [
-        main(["train", "--data", data, "--out", str(root / "model"), "--cv", "3", *FAST, *opts]),
+        main(["train", "--data", data, "--out", str(root / "model"), "--cv", "3", "--text-model",
+              "single", *FAST, *opts]),
         main(["evaluate", "--model", str(root / "model"), "--data", data, "--out", str(root / "report"),
               *opts]),
         main(["evaluate", "--cv", "2", "--data", data, "--out", str(root / "report-cv"), "--C", "0.5",
@@ -74,7 +75,8 @@ def test_train_records_params_metrics_tags_and_bundle(tracked):
     p, m, t = r.data.params, r.data.metrics, r.data.tags
     # parameters: the Classifier's get_params with dotted names, plus the CLI's own choices
     assert p["text.head"] == "linear-svm" and p["text"] == "TextClassifier"
-    assert p["image"] == "None" and p["fusion"] == "auto" and p["threshold"] == "0.8"
+    assert p["image"] == "None" and p["fusion"] == "auto" and p["threshold"] == "auto"
+    assert p["target_precision"] == "0.95"
     assert p["cv.folds"] == "3"
     assert p["text.word_ngrams"] == "[1, 2]"
     # metrics: the manifest's CV scores under the same names evaluate uses, per fold as steps
@@ -350,13 +352,18 @@ def test_metric_names_cover_modalities_groups_and_robustness():
     assert ("fold.weighted_f1", 0.9, 1) in steps and len(steps) == 6
 
 
-def test_model_params_from_estimator_and_manifest_agree(tracked):
+def test_model_params_from_estimator_and_manifest_agree(tracked, trained, trained_bundle):
     from prodcat.model import load_bundle
 
     model, manifest = load_bundle(tracked.root / "model")
     live, saved = V.model_params(model), V.model_params(manifest["parameters"])
     assert live == saved
     assert live["text.head"] == "linear-svm" and live["text"] == "TextClassifier"
+    # The default text model (text=None) is recorded as the model it stands for, alike live
+    # and in the bundle.
+    default, default_manifest = V.model_params(trained[0]), read_manifest(trained_bundle)
+    assert default == V.model_params(default_manifest["parameters"])
+    assert default["text"] == type(trained[0].text_).__name__
     assert tracked.train.data.params.items() >= live.items()
     long = V.flatten_params({"x": "y" * 10_000, "bad key!": 1})
     assert len(long["x"]) == V.MAX_PARAM_CHARS and long["bad key_"] == "1"

@@ -25,7 +25,9 @@ from prodcat.errors import ConfigError, DataError
 def evaluate(model_dir, data, out, cv, robustness, **kwargs):
     """Evaluate a bundle on labelled data, or cross-validate on one data set (--cv 5)."""
     from prodcat.evaluation import compute_metrics, write_report
+    from prodcat.evaluation.automation import automation_section, model_promise
     from prodcat.evaluation.crossval import cross_val_proba
+    from prodcat.evaluation.layouts import layout_frames, layout_scores, layouts_section
     from prodcat.evaluation.modalities import modality_metrics, modality_sections
     from prodcat.model import load_bundle
     from prodcat.tracking.values import bundle_tags
@@ -48,6 +50,9 @@ def evaluate(model_dir, data, out, cv, robustness, **kwargs):
         y, classes = labelled.y.to_numpy(), [str(c) for c in model.classes_]
         taxonomy = model.taxonomy_.extended(labelled.taxonomy.categories)
         metrics = compute_metrics(y, parts["fused"], classes, taxonomy)
+        layouts = {name: parts["fused"] if name == "given" else _proba_in_chunks(model, frame)
+                   for name, frame in layout_frames(labelled.X).items()}
+        thresholds = model.threshold_
         metrics["model"] = {"path": str(model_dir), "created_at": manifest.get("created_at"),
                             "training_fingerprint": manifest.get("training", {}).get("fingerprint"),
                             "fusion": manifest.get("fusion")}
@@ -57,18 +62,22 @@ def evaluate(model_dir, data, out, cv, robustness, **kwargs):
         run = start_tracking(track_kw, "evaluate", labelled, model, data_kw=data_kw, cv=cv,
                              unlabelled=model_kw["unlabelled"])
         res = cross_val_proba(model, labelled.X, labelled.y, folds=cv, seed=model_kw["seed"],
-                              fit_params=fit_params(model, model_kw["unlabelled"]))
+                              fit_params=fit_params(model, model_kw["unlabelled"]), layouts=True)
         y, classes, taxonomy = res.y, list(res.classes), labelled.taxonomy
         metrics = compute_metrics(y, res.proba, classes, taxonomy)
         metrics["cv"] = {"folds": cv, "fold_scores": fold_scores(res), "fit_seconds": res.fit_seconds,
                          "parameters": dict(model_kw)}
         parts = {"fused": res.proba, **(res.modalities or {})}
+        layouts, thresholds = res.layouts, res.thresholds
         title = f"prodcat {cv}-fold cross-validation on {Path(data).name}"
-    sections = []
+    target = getattr(model, "automation_", {}).get("target_precision", model.target_precision)
+    metrics["automation"] = model_promise(parts["fused"], y, classes, thresholds, target)
+    metrics["layouts"] = layout_scores(y, layouts, classes, threshold=thresholds)
+    sections = [automation_section(metrics), layouts_section(metrics["layouts"])]
     if parts.get("image") is not None:
         metrics["modalities"] = modality_metrics(y, parts["fused"], parts["text"], parts["image"],
                                                  parts["has_image"], classes, taxonomy)
-        sections = modality_sections(metrics["modalities"])
+        sections += modality_sections(metrics["modalities"])
     sections += _robustness(metrics, model, labelled.X, y, taxonomy, robustness,
                             fitted=model_dir is not None, seed=model_kw["seed"])
     metrics["data"] = {"source": catalog.source, "format": catalog.format,
@@ -118,3 +127,10 @@ def _modalities_in_chunks(model, X, chunk: int = 4096) -> dict:
             bar.update(min(chunk, len(X) - start))
     return {k: (None if parts[0][k] is None else np.concatenate([p[k] for p in parts]))
             for k in parts[0]}
+
+
+def _proba_in_chunks(model, X, chunk: int = 4096):
+    """``model.predict_proba`` over ``X`` in chunks (bounded memory on a big evaluation set)."""
+    import numpy as np
+
+    return np.concatenate([model.predict_proba(X.iloc[s:s + chunk]) for s in range(0, len(X), chunk)])

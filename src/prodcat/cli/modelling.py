@@ -7,23 +7,40 @@ from prodcat.cli.options import DEFAULT_IMAGE_ENCODER
 from prodcat.errors import ConfigError
 
 
-def build_classifier(head, C, class_weight, calibration, max_description_chars, threshold, seed,
-                     image_encoder="none", image_head="logistic", fusion="auto", unlabelled=None,
-                     catalog=None, text_encoder="none", fit_cache=False):
+def build_classifier(*, head, C, class_weight, calibration, max_description_chars, threshold, seed,
+                     target_precision=0.95, text_model="auto", image_encoder="none",
+                     image_head="logistic", fusion="auto", unlabelled=None, catalog=None,
+                     text_encoder="none", fit_cache=False):
     from prodcat.model import Classifier
     from prodcat.model.fitcache import default_fit_cache_dir
-    from prodcat.text import TextClassifier
 
-    # Checked before any data is read or model fitted: Classifier has no check of its own yet.
-    if not 0.0 <= threshold <= 1.0:
-        raise ConfigError("--threshold must be between 0 and 1")
-    text = TextClassifier(head=head, C=C, class_weight="balanced" if class_weight else None,
-                          calibration=calibration, max_description_chars=max_description_chars,
-                          random_state=seed, dense=_text_encoder(text_encoder))
+    text = _text_model(text_model, seed, head=head, C=C, class_weight=class_weight,
+                       calibration=calibration, max_description_chars=max_description_chars,
+                       text_encoder=text_encoder)
     image = _image_model(image_encoder, image_head, seed, catalog)
     memory = str(default_fit_cache_dir()) if fit_cache else None
-    return Classifier(text=text, image=image, fusion=fusion, threshold=threshold, memory=memory,
-                      random_state=seed)
+    return Classifier(text=text, image=image, fusion=fusion, threshold=threshold,
+                      target_precision=target_precision, memory=memory, random_state=seed)
+
+
+def _text_model(choice: str, seed: int, **single):
+    """The text model ``--text-model`` asks for: None (the Classifier's default ensemble) or one
+    TextClassifier built from the single-model options."""
+    from prodcat.cli.options import MODEL_DEFAULTS, SINGLE_TEXT_OPTIONS
+    from prodcat.text import TextClassifier
+
+    changed = [k for k in SINGLE_TEXT_OPTIONS if single[k] != MODEL_DEFAULTS[k]]
+    if choice == "ensemble" and changed:
+        flags = ", ".join("--" + k.replace("_", "-") for k in changed)
+        raise ConfigError(f"{flags} configure one text model: add --text-model single, or drop them "
+                          "to train the ensemble")
+    if choice == "ensemble" or (choice == "auto" and not changed):
+        return None
+    return TextClassifier(head=single["head"], C=single["C"],
+                          class_weight="balanced" if single["class_weight"] else None,
+                          calibration=single["calibration"],
+                          max_description_chars=single["max_description_chars"],
+                          random_state=seed, dense=_text_encoder(single["text_encoder"]))
 
 
 def _text_encoder(name: str) -> str | None:

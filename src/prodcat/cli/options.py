@@ -62,7 +62,31 @@ DATA_OPTIONS = [
     click.option("--encoding", default="utf-8", show_default=True, help="text encoding of CSV files"),
 ]
 
+class ThresholdType(click.ParamType):
+    """``auto`` or a probability."""
+
+    name = "auto|P"
+
+    def convert(self, value, param, ctx):
+        if value == "auto" or isinstance(value, float):
+            return value
+        try:
+            return float(value)
+        except ValueError:
+            self.fail(f"{value!r} is neither 'auto' nor a number", param, ctx)
+
+
+#: The text model: ``auto`` is the ensemble unless a single model's option below is given.
+TEXT_MODELS = ("auto", "ensemble", "single")
+#: Options that configure one TextClassifier: giving one means ``--text-model single``.
+SINGLE_TEXT_OPTIONS = ("head", "C", "class_weight", "calibration", "max_description_chars",
+                       "text_encoder")
+
 MODEL_OPTIONS = [
+    click.option("--text-model", default="auto", show_default=True, type=click.Choice(TEXT_MODELS),
+                 help="ensemble: calibrated text models blended by out-of-fold log loss (the "
+                      "default); single: one TextClassifier tuned by the options below (auto: "
+                      "single when one of them is given)"),
     click.option("--head", default=_TEXT["head"], show_default=True, type=click.Choice(list_heads()),
                  help="text classifier head"),
     click.option("--C", "C", type=float, default=_TEXT["C"], help="regularisation strength of the head"),
@@ -72,8 +96,12 @@ MODEL_OPTIONS = [
                  type=click.Choice(CALIBRATIONS)),
     click.option("--max-description-chars", type=int, default=_TEXT["max_description_chars"],
                  show_default=True, help="description characters read per listing"),
-    click.option("--threshold", type=float, default=_MODEL["threshold"], show_default=True,
-                 help="confidence needed to file a listing without review"),
+    click.option("--threshold", type=ThresholdType(), default=_MODEL["threshold"], show_default=True,
+                 help="confidence needed to file a listing without review; auto: the lowest that "
+                      "keeps out-of-fold answers --target-precision correct"),
+    click.option("--target-precision", type=float, default=_MODEL["target_precision"],
+                 show_default=True,
+                 help="precision the automatically filed listings must keep (--threshold auto)"),
     click.option("--seed", type=int, default=_MODEL["random_state"], show_default=True),
     click.option("--image-encoder", default="auto", show_default=True,
                  help=f"auto ({DEFAULT_IMAGE_ENCODER} when the data has photos and the encoder is "

@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 import joblib
+from sklearn.base import clone
 
 import prodcat
 from prodcat.errors import BundleError
@@ -63,7 +64,12 @@ def _jsonable_params(model) -> dict[str, Any]:
             return {str(k): conv(x) for k, x in v.items()}
         return v if isinstance(v, str | int | float | bool | type(None)) else repr(v)
 
-    return conv(model)
+    record = conv(model)
+    text = getattr(model, "text_", None)
+    if record.get("params", {}).get("text", "") is None and text is not None:
+        # The default text model (text=None) is recorded as the model that was fitted.
+        record["params"]["text"] = conv(clone(text))
+    return record
 
 
 def save_bundle(model, path: str | Path, *, training: dict | None = None, metrics: dict | None = None,

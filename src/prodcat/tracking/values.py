@@ -63,7 +63,15 @@ def model_params(model) -> dict[str, str]:
     class name. Also takes the manifest's ``parameters`` record of a saved model."""
     if isinstance(model, Mapping):  # bundle manifest: {"class", "params": {name: value or record}}
         return _manifest_params(model)
-    params = model.get_params(deep=True)
+    if getattr(model, "text", "") is None:
+        # The Classifier's own default text model, recorded as what it is.
+        from prodcat.text.ensemble import default_text_model
+
+        model = model.set_params(text=default_text_model(model.random_state))
+        params = model.get_params(deep=True)
+        model.set_params(text=None)
+    else:
+        params = model.get_params(deep=True)
     return {clean_key(k.replace("__", ".")): param_value(v) for k, v in sorted(params.items())}
 
 
