@@ -40,9 +40,12 @@ from prodcat.image import list_encoders
 @click.option("--partition-rows", type=click.IntRange(min=1), default=None,
               help=f"listings per partition of a folder --out [{DEFAULT_PARTITION_ROWS}]")
 @click.option("--restart", is_flag=True, help="delete the partitions of another job in the --out folder")
+@click.option("--review-db", default=None, metavar="URL",
+              help="with --data: queue the listings that need review (unsure, or text and photo "
+                   "disagree) in this review store (sqlite:///reviews.db, postgresql://...)")
 @data_options
 def predict(model_dir, title, description, image, top_k, as_json, data, out, scheduler, workers,
-            partition_rows, restart, **kwargs):
+            partition_rows, restart, review_db, **kwargs):
     """Predict the top-k categories of one listing, or of a whole data set (--data, --out)."""
     from prodcat.model import load_bundle
 
@@ -51,6 +54,8 @@ def predict(model_dir, title, description, image, top_k, as_json, data, out, sch
         raise ConfigError("give either --title (one listing) or --data with --out (a data set)")
     if data is not None and out is None:
         raise ConfigError("--data needs --out (a .csv or .parquet file)")
+    if review_db and data is None:
+        raise ConfigError("--review-db needs --data (one listing is never queued)")
     if _batch_out(out, scheduler, workers, partition_rows, restart):
         if data is None:
             raise ConfigError("--scheduler, --workers, --partition-rows and --restart need --data and "
@@ -60,10 +65,14 @@ def predict(model_dir, title, description, image, top_k, as_json, data, out, sch
         run_predict_job(model_dir, data, out, k=top_k, partition_rows=partition_rows or DEFAULT_PARTITION_ROWS,
                         scheduler=scheduler, workers=workers, restart=restart,
                         data_options=source_options(data_kw), echo=echo)
+        if review_db:
+            from prodcat.model import load_bundle
+
+            _queue_for_review(review_db, model_dir, *load_bundle(model_dir), read_data(data, **data_kw), top_k)
         return
     if image is not None and not Path(image).is_file():
         raise DataError(f"image not found: {image}")
-    model, _ = load_bundle(model_dir)
+    model, manifest = load_bundle(model_dir)
     if data is None:
         _predict_one(model, title, description, image, top_k, as_json)
         return
@@ -77,6 +86,24 @@ def predict(model_dir, title, description, image, top_k, as_json, data, out, sch
         frame.to_csv(out, index=False)
     echo(f"wrote {len(frame)} predictions to {out} "
          f"({int(frame['needs_review'].sum())} need review at threshold {model.threshold_:.0%})")
+    if review_db:
+        _queue_for_review(review_db, model_dir, model, manifest, catalog, top_k)
+
+
+def _queue_for_review(url: str, model_dir, model, manifest: dict, catalog, top_k: int) -> None:
+    """A second pass over the catalogue, per modality (photos' embeddings come from the cache the
+    first pass filled): the Dask job's output lacks the per-modality answers."""
+    from prodcat.review import open_store
+    from prodcat.review.batch import bundle_model_id, queue_catalog
+
+    store = open_store(url)
+    try:
+        counts = queue_catalog(store, model, catalog, model_id=bundle_model_id(model_dir, manifest),
+                               k=max(top_k, 3))
+    finally:
+        store.close()
+    echo(f"queued {counts['queued']} listings for review in {url} ({counts['low_confidence']} unsure, "
+         f"{counts['modalities_disagree']} where text and photo disagree; already waiting ones not twice)")
 
 
 def _predict_one(model, title: str, description: str, image: str | None, top_k: int, as_json: bool) -> None:

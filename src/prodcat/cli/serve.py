@@ -33,7 +33,13 @@ _MB = 1024 * 1024
               help="log every request")
 @click.option("--log-level", default="info", show_default=True,
               type=click.Choice(["critical", "error", "warning", "info", "debug"]))
-def serve(model_dir, host, port, workers, api_key_file, max_batch, max_image_mb, access_log, log_level):
+@click.option("--review-db", default=None, metavar="URL",
+              help="review store (sqlite:///reviews.db, postgresql://...): queue unsure answers and "
+                   "text/photo disagreements; adds /v1/feedback and /v1/review/*")
+@click.option("--review-order", type=click.Choice(["uncertain", "oldest"]), default="uncertain",
+              show_default=True, help="default order of /v1/review/next (uncertain: margin sampling)")
+def serve(model_dir, host, port, workers, api_key_file, max_batch, max_image_mb, access_log, log_level,
+          review_db, review_order):
     """Serve a bundle over HTTP: POST /v1/predict, /v1/predict/batch, docs at /docs."""
     try:
         from prodcat.serving import ModelService, read_api_keys
@@ -46,7 +52,12 @@ def serve(model_dir, host, port, workers, api_key_file, max_batch, max_image_mb,
     # A body carries the photo base64-encoded (4/3 of its size) beside the text fields.
     body_bytes = max(_SERVING["max_body_bytes"], 2 * image_bytes)
     settings = ServingSettings(model_dir=str(model_dir), max_batch=max_batch, max_image_bytes=image_bytes,
-                               max_body_bytes=body_bytes, api_key_digests=keys)
+                               max_body_bytes=body_bytes, api_key_digests=keys, review_db=review_db,
+                               review_order=review_order)
+    if review_db:
+        from prodcat.review import open_store
+
+        open_store(review_db).close()  # migrated once here: a bad URL is one clear error
     # Loaded here (once workers == 1) so a bad bundle is one clear error before the port opens.
     service = ModelService.load(model_dir) if workers == 1 else None
     if service is None:

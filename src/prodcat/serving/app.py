@@ -194,6 +194,8 @@ def create_app(settings: ServingSettings, service: ModelService | None = None) -
                       responses=error_responses(*v1_errors, 503), **v1)
     app.add_api_route("/v1/model", routes.model_info, methods=["GET"], response_model=ModelResponse,
                       tags=["model"], responses=error_responses(*v1_errors, 503), **v1)
+    if s.review_db:
+        _review_routes(app, v1, v1_errors)
     app.add_api_route("/healthz", routes.healthz, methods=["GET"], response_model=Health, tags=["ops"])
     app.add_api_route("/readyz", routes.readyz, methods=["GET"], response_model=Health, tags=["ops"],
                       responses=error_responses(503))
@@ -204,6 +206,21 @@ def create_app(settings: ServingSettings, service: ModelService | None = None) -
     app.add_middleware(BodyLimitMiddleware, max_bytes=s.max_body_bytes)
     app.add_middleware(MetricsMiddleware, metrics=state.metrics)
     return app
+
+
+def _review_routes(app: FastAPI, v1: dict, v1_errors: tuple[int, ...]) -> None:
+    from prodcat.serving import review_routes as rr
+
+    app.add_api_route("/v1/feedback", rr.feedback, methods=["POST"], status_code=201, tags=["review"],
+                      responses=error_responses(*v1_errors, 413, 415, 422, 503),
+                      summary="Record a correction for a listing", **v1)
+    app.add_api_route("/v1/review/next", rr.review_next, methods=["GET"], tags=["review"],
+                      responses=error_responses(*v1_errors, 503), summary="Claim the next item to review", **v1)
+    app.add_api_route("/v1/review/stats", rr.review_stats, methods=["GET"], tags=["review"],
+                      responses=error_responses(*v1_errors, 503), summary="Review queue figures", **v1)
+    app.add_api_route("/v1/review/{item}", rr.review_decide, methods=["POST"], tags=["review"],
+                      responses=error_responses(*v1_errors, 404, 409, 422, 503),
+                      summary="Decide a review item", **v1)
 
 
 def _openapi(app: FastAPI, state: AppState) -> dict[str, Any]:

@@ -52,6 +52,10 @@ class ServingSettings:
     inference_batch: int = 64
     #: SHA-256 digests of the accepted API keys; empty means the API is open.
     api_key_digests: tuple[str, ...] = field(default=(), repr=False)
+    #: Review store URL (``sqlite:///reviews.db``, ``postgresql://...``); None: no review queue.
+    review_db: str | None = field(default=None, repr=False)
+    #: Default order of ``/v1/review/next``: ``uncertain`` (margin sampling) or ``oldest``.
+    review_order: str = "uncertain"
 
     def __post_init__(self) -> None:
         for f in fields(self):

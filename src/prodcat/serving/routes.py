@@ -87,6 +87,10 @@ async def classify(state: AppState, items: list[Listing], names: list[str]) -> l
     for (m, _), r in zip(items, results, strict=True):
         r["id"] = getattr(m, "id", None)
         metrics.predictions.labels(r["decision"]).inc()
+    if state.review is not None:  # imported here: the review extra is needed only with --review-db
+        from prodcat.serving.review_routes import queue_answers
+
+        await queue_answers(state, items, list(results))
     return list(results)
 
 

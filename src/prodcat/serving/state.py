@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
@@ -22,6 +23,9 @@ from prodcat.serving.metrics import ServingMetrics
 from prodcat.serving.schemas import RequestModels, request_models
 from prodcat.serving.service import ModelService
 
+if TYPE_CHECKING:
+    from prodcat.review import ReviewStore
+
 log = logging.getLogger("prodcat.serving")
 
 
@@ -33,6 +37,8 @@ class AppState:
     batcher: MicroBatcher | None = None
     store: ImageStore | None = None
     ready: bool = False
+    #: The review queue (``--review-db``), opened at start-up.
+    review: ReviewStore | None = None
     #: The request models, with the limits of ``settings``.
     models: RequestModels = field(init=False)
     #: Explanations running at once: each keeps the cores busy for up to a few seconds.
@@ -47,6 +53,10 @@ class AppState:
         if self.service is None:
             self.service = await run_in_threadpool(ModelService.load, self.settings.model_dir)
         svc = self.service
+        if self.settings.review_db and self.review is None:
+            from prodcat.review import ReviewStore
+
+            self.review = await run_in_threadpool(ReviewStore.open, self.settings.review_db)
         self.store = ImageStore()
         self.batcher = MicroBatcher(svc.predict_each, max_batch=self.settings.inference_batch,
                                     on_batch=self.metrics.observe_batch)
@@ -64,6 +74,8 @@ class AppState:
             await self.batcher.stop()
         if self.store is not None:
             self.store.close()
+        if self.review is not None:
+            self.review.close()
         if self.service is not None:
             log.info("model %s unloaded", self.service.model_id)
 
