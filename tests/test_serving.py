@@ -414,7 +414,10 @@ def test_per_modality_answers_and_photo_file(service):
         assert body["modalities"]["image"][0]["code"] == service.classes[-1]
         assert body["modalities"]["text"][0]["code"] == "1160"
         path, data = stub.seen[-1]
-        assert data == photo and path.endswith(".jpg")
+        # The photo is decoded once, upright RGB at the encoder's size, and stored losslessly.
+        assert path.endswith(".png")
+        with Image.open(io.BytesIO(data)) as stored:
+            assert stored.format == "PNG" and stored.mode == "RGB" and stored.size == (80, 60)
         assert not Path(path).exists()  # removed once answered
         no_photo = c.post("/v1/predict", json={"title": "Carte pokémon holo"}).json()
         assert no_photo["modalities"]["image"] is None and stub.seen[-1] == (None, None)

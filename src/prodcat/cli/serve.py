@@ -29,6 +29,13 @@ _MB = 1024 * 1024
               help="most listings per /v1/predict/batch request")
 @click.option("--max-image-mb", type=click.FloatRange(0.01, 100), default=_SERVING["max_image_bytes"] / _MB,
               show_default=True, help="largest photo accepted")
+@click.option("--decode-budget", "decode_budget", type=click.FloatRange(0.1, 1000),
+              default=_SERVING["max_decode_samples"] / 1e6, show_default=True,
+              help="most millions of samples (pixels × bands) one photo's decode may hold")
+@click.option("--decode-concurrency", type=click.IntRange(1, 256), default=None,
+              help="photos decoded at once [one per CPU]; twice as many may wait, more get 503")
+@click.option("--protect-ops", is_flag=True,
+              help="/metrics, /docs and /openapi.json need the API key too")
 @click.option("--access-log/--no-access-log", default=False, show_default=True,
               help="log every request")
 @click.option("--log-level", default="info", show_default=True,
@@ -38,8 +45,8 @@ _MB = 1024 * 1024
                    "text/photo disagreements; adds /v1/feedback and /v1/review/*")
 @click.option("--review-order", type=click.Choice(["uncertain", "oldest"]), default="uncertain",
               show_default=True, help="default order of /v1/review/next (uncertain: margin sampling)")
-def serve(model_dir, host, port, workers, api_key_file, max_batch, max_image_mb, access_log, log_level,
-          review_db, review_order):
+def serve(model_dir, host, port, workers, api_key_file, max_batch, max_image_mb, decode_budget,
+          decode_concurrency, protect_ops, access_log, log_level, review_db, review_order):
     """Serve a bundle over HTTP: POST /v1/predict, /v1/predict/batch, docs at /docs."""
     try:
         from prodcat.serving import ModelService, read_api_keys
@@ -51,9 +58,15 @@ def serve(model_dir, host, port, workers, api_key_file, max_batch, max_image_mb,
     image_bytes = int(max_image_mb * _MB)
     # A body carries the photo base64-encoded (4/3 of its size) beside the text fields.
     body_bytes = max(_SERVING["max_body_bytes"], 2 * image_bytes)
+    decoding = {"max_decode_samples": int(decode_budget * 1e6)}
+    if decode_concurrency is not None:
+        decoding.update(decode_concurrency=decode_concurrency, decode_queue=2 * decode_concurrency)
     settings = ServingSettings(model_dir=str(model_dir), max_batch=max_batch, max_image_bytes=image_bytes,
                                max_body_bytes=body_bytes, api_key_digests=keys, review_db=review_db,
-                               review_order=review_order)
+                               review_order=review_order, protect_ops=protect_ops, **decoding)
+    if not keys and not _is_loopback(host):
+        echo(f"warning: serving on {host} without API keys: anyone who can reach this address can use "
+             "the API (set PRODCAT_API_KEYS or --api-key-file)")
     if review_db:
         from prodcat.review import open_store
 
@@ -68,6 +81,17 @@ def serve(model_dir, host, port, workers, api_key_file, max_batch, max_image_mb,
          f"{'API keys required' if keys else 'no API key required'})")
     run_server(settings, host=host, port=port, workers=workers, log_level=log_level,
                access_log=access_log, service=service)
+
+
+def _is_loopback(host: str) -> bool:
+    import ipaddress
+
+    if host.strip().lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:  # a host name: it may resolve to anything
+        return False
 
 
 @click.command()

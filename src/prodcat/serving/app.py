@@ -2,8 +2,9 @@
 
 * ``POST /v1/predict`` takes JSON (photo base64-encoded, or none) or a multipart form (photo as
   a file part); ``POST /v1/predict/batch`` takes a bounded list of JSON listings.
-* ``GET /v1/categories``, ``GET /v1/model``, ``GET /healthz``, ``GET /readyz``, ``GET /metrics``
-  and the OpenAPI schema at ``/openapi.json`` (UI at ``/docs``).
+* ``GET /v1/categories``, ``GET /v1/model``, ``GET|HEAD /healthz``, ``GET|HEAD /readyz``,
+  ``GET /metrics`` and the OpenAPI schema at ``/openapi.json`` (Swagger UI at ``/docs``, its
+  assets served from the ``fastapi-offline`` package, so the docs work without internet).
 
 The model is loaded once, before the first request; predictions run on an inference thread
 through a micro-batcher, photos are checked on the threadpool, so the event loop only parses and
@@ -16,6 +17,7 @@ request parsing in :mod:`prodcat.serving.parsing`, what lives between requests i
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -27,7 +29,8 @@ from fastapi.openapi.utils import get_openapi
 from prometheus_client import CONTENT_TYPE_LATEST
 from pydantic import ValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
-from starlette.responses import JSONResponse, Response
+from starlette.requests import ClientDisconnect
+from starlette.responses import HTMLResponse, JSONResponse, Response
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 import prodcat
@@ -72,11 +75,14 @@ _METRICS_RESPONSES = {200: {"content": {CONTENT_TYPE_LATEST.split(";")[0]: {"sch
 
 class BodyLimitMiddleware:
     """Refuse bodies over ``max_bytes`` with 413: from Content-Length before anything is read,
-    and while streaming for chunked uploads that do not declare a length."""
+    and while streaming for chunked uploads that do not declare a length. A body not complete
+    ``timeout`` seconds after the app starts reading it is refused with 408 (a slow client
+    would otherwise hold its connection and the part of the body already sent)."""
 
-    def __init__(self, app: ASGIApp, max_bytes: int):
+    def __init__(self, app: ASGIApp, max_bytes: int, timeout: float | None = None):
         self.app = app
         self.max_bytes = max_bytes
+        self.timeout = timeout
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -95,12 +101,24 @@ class BodyLimitMiddleware:
                                          f"{self.max_bytes:,} are accepted")(scope, receive, send)
                     return
         seen = 0
+        deadline: float | None = None
+        complete = False
 
         async def limited_receive():
-            nonlocal seen
-            message = await receive()
+            nonlocal seen, deadline, complete
+            if complete or self.timeout is None:
+                message = await receive()
+            else:
+                loop = asyncio.get_running_loop()
+                deadline = deadline if deadline is not None else loop.time() + self.timeout
+                try:
+                    message = await asyncio.wait_for(receive(), max(0.0, deadline - loop.time()))
+                except TimeoutError:
+                    raise ServingError(408, "request_timeout",
+                                       f"the request body did not arrive within {self.timeout:g} s") from None
             if message["type"] == "http.request":
                 seen += len(message.get("body", b""))
+                complete = not message.get("more_body", False)
                 if seen > self.max_bytes:
                     raise ServingError(413, "payload_too_large",
                                        f"the request body is more than {self.max_bytes:,} bytes")
@@ -135,6 +153,14 @@ async def _http_error(request: Request, exc: StarletteHTTPException) -> JSONResp
     return err
 
 
+async def _client_gone(request: Request, exc: ClientDisconnect) -> Response:
+    # The client's choice, not the server's fault: no traceback, no internal_error.
+    log.info("client disconnected before sending the whole request: %s %s",
+             request.method, request.url.path)
+    state_of(request).metrics.errors.labels("client_disconnected").inc()
+    return Response(status_code=400)  # nobody reads it: the connection is gone
+
+
 async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
     log.exception("unexpected error on %s %s", request.method, request.url.path)
     state_of(request).metrics.errors.labels("internal_error").inc()
@@ -167,6 +193,9 @@ def create_app(settings: ServingSettings, service: ModelService | None = None) -
         description="Classify a marketplace listing (title, description, photo) into product "
                     "categories. Errors are `{\"error\": {\"code\", \"message\"}}`.",
         lifespan=_lifespan,
+        # Served below: the schema and Swagger UI may need the key, and the UI's assets come
+        # from a package rather than a CDN. ReDoc is left out (it would need a CDN).
+        openapi_url=None, docs_url=None, redoc_url=None,
     )
     app.state.prodcat = state
     app.state.metrics = state.metrics
@@ -174,6 +203,7 @@ def create_app(settings: ServingSettings, service: ModelService | None = None) -
     app.add_exception_handler(ServingError, _serving_error)
     app.add_exception_handler(RequestValidationError, _request_validation)
     app.add_exception_handler(StarletteHTTPException, _http_error)
+    app.add_exception_handler(ClientDisconnect, _client_gone)
     app.add_exception_handler(Exception, _unexpected)
 
     v1 = {"dependencies": [Depends(routes.require_key)] if s.auth_enabled else []}
@@ -199,11 +229,24 @@ def create_app(settings: ServingSettings, service: ModelService | None = None) -
     app.add_api_route("/healthz", routes.healthz, methods=["GET"], response_model=Health, tags=["ops"])
     app.add_api_route("/readyz", routes.readyz, methods=["GET"], response_model=Health, tags=["ops"],
                       responses=error_responses(503))
+    # HEAD too, as routes of their own (one OpenAPI operation per route): load balancers and
+    # uptime probes often check with HEAD.
+    for path, endpoint in (("/healthz", routes.healthz), ("/readyz", routes.readyz)):
+        app.add_api_route(path, endpoint, methods=["HEAD"], response_model=Health, include_in_schema=False)
+    ops = v1 if s.protect_ops else {}
+    ops_errors = v1_errors if s.protect_ops else ()
     app.add_api_route("/metrics", routes.prometheus_metrics, methods=["GET"], tags=["ops"],
-                      response_class=Response, responses=_METRICS_RESPONSES)
+                      response_class=Response, responses={**_METRICS_RESPONSES, **error_responses(*ops_errors)},
+                      **ops)
 
     app.openapi = lambda: _openapi(app, state)  # type: ignore[method-assign]
-    app.add_middleware(BodyLimitMiddleware, max_bytes=s.max_body_bytes)
+
+    async def openapi_json() -> JSONResponse:
+        return JSONResponse(app.openapi())
+
+    app.add_api_route("/openapi.json", openapi_json, methods=["GET"], include_in_schema=False, **ops)
+    _add_docs(app, ops)
+    app.add_middleware(BodyLimitMiddleware, max_bytes=s.max_body_bytes, timeout=s.body_timeout)
     app.add_middleware(MetricsMiddleware, metrics=state.metrics)
     return app
 
@@ -221,6 +264,44 @@ def _review_routes(app: FastAPI, v1: dict, v1_errors: tuple[int, ...]) -> None:
     app.add_api_route("/v1/review/{item}", rr.review_decide, methods=["POST"], tags=["review"],
                       responses=error_responses(*v1_errors, 404, 409, 422, 503),
                       summary="Decide a review item", **v1)
+
+
+#: Where Swagger UI's own files are served from.
+DOCS_ASSETS = "/docs/assets"
+
+
+def _docs_assets() -> str | None:
+    """The folder of Swagger UI's JavaScript and CSS shipped in ``fastapi-offline`` (the
+    ``serve`` extra), or None when it is not installed."""
+    import importlib.util
+    from pathlib import Path
+
+    spec = importlib.util.find_spec("fastapi_offline")
+    if spec is None or spec.origin is None:
+        return None
+    folder = Path(spec.origin).parent / "static"
+    return str(folder) if (folder / "swagger-ui-bundle.js").is_file() else None
+
+
+def _add_docs(app: FastAPI, ops: dict[str, Any]) -> None:
+    from fastapi.openapi.docs import get_swagger_ui_html
+    from fastapi.staticfiles import StaticFiles
+
+    assets = _docs_assets()
+    if assets is None:
+        log.warning("/docs is off: Swagger UI's files come from the fastapi-offline package "
+                    "(pip install 'prodcat[serve]')")
+        return
+    app.mount(DOCS_ASSETS, StaticFiles(directory=assets), name="docs-assets")
+
+    async def docs(request: Request) -> HTMLResponse:
+        root = request.scope.get("root_path", "")
+        return get_swagger_ui_html(openapi_url=f"{root}/openapi.json", title=f"{app.title} - docs",
+                                   swagger_js_url=f"{root}{DOCS_ASSETS}/swagger-ui-bundle.js",
+                                   swagger_css_url=f"{root}{DOCS_ASSETS}/swagger-ui.css",
+                                   swagger_favicon_url=f"{root}{DOCS_ASSETS}/favicon.png")
+
+    app.add_api_route("/docs", docs, methods=["GET"], include_in_schema=False, **ops)
 
 
 def _openapi(app: FastAPI, state: AppState) -> dict[str, Any]:

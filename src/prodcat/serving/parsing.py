@@ -5,10 +5,11 @@ from __future__ import annotations
 
 import base64
 import binascii
-import json
+import codecs
 from typing import Any
 
 from pydantic import BaseModel, ValidationError
+from pydantic_core import from_json
 from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import UploadFile
 from starlette.exceptions import HTTPException as StarletteHTTPException
@@ -60,14 +61,43 @@ def is_json(media: str) -> bool:
     return media == "application/json" or media.endswith("+json")
 
 
+_BOMS = ((codecs.BOM_UTF32_LE, "utf-32"), (codecs.BOM_UTF32_BE, "utf-32"), (codecs.BOM_UTF8, "utf-8-sig"),
+         (codecs.BOM_UTF16_LE, "utf-16"), (codecs.BOM_UTF16_BE, "utf-16"))
+_UNICODE_CHARSETS = {"utf-8", "utf8", "utf-16", "utf-16le", "utf-16be", "utf-32", "utf-32le", "utf-32be"}
+
+
+def json_text(request: Request, body: bytes) -> bytes | str:
+    """A JSON body as the parser takes it: UTF-8 bytes as they are; a body that starts with a
+    byte-order mark, or declares a UTF-16/32 ``charset``, decoded. The single and the batch
+    endpoints both read their bodies through this, so they accept the same encodings."""
+    charset = ""
+    for param in request.headers.get("content-type", "").split(";")[1:]:
+        key, _, value = param.partition("=")
+        if key.strip().lower() == "charset":
+            charset = value.strip().strip('"').lower()
+    encoding = next((enc for bom, enc in _BOMS if body.startswith(bom)), None)
+    if encoding is None and charset and charset not in ("utf-8", "utf8"):
+        if charset not in _UNICODE_CHARSETS:
+            raise ServingError(415, "unsupported_media_type",
+                               f"charset {charset} is not accepted; send JSON as UTF-8 (or UTF-16/32)")
+        encoding = charset
+    if encoding is None:
+        return body
+    try:
+        return body.decode(encoding)
+    except UnicodeDecodeError as exc:
+        raise ServingError(422, "invalid_json", f"the body is not valid {encoding}: {exc.reason}") from None
+
+
 async def parse_json(request: Request, model: type[BaseModel], s: ServingSettings) -> Any:
     body = await request.body()
     if not body:
         raise ServingError(422, "invalid_request", "the body is empty; send a JSON object")
+    text = json_text(request, body)
     try:
         if len(body) > PARSE_INLINE_BYTES:
-            return await run_in_threadpool(model.model_validate_json, body)
-        return model.model_validate_json(body)
+            return await run_in_threadpool(model.model_validate_json, text)
+        return model.model_validate_json(text)
     except ValidationError as exc:
         raise validation_error(exc, s) from None
 
@@ -126,8 +156,12 @@ async def parse_batch(request: Request, batch_model: type[BaseModel], s: Serving
     if not is_json(media_type(request)):
         raise ServingError(415, "unsupported_media_type", "send application/json")
     body = await request.body()
+    if not body:
+        raise ServingError(422, "invalid_request", "the body is empty; send a JSON object")
+    text = json_text(request, body)
     try:
-        raw = json.loads(body) if len(body) <= PARSE_INLINE_BYTES else await run_in_threadpool(json.loads, body)
+        # The same JSON parser as the single endpoint's (pydantic's): the same bodies are valid.
+        raw = from_json(text) if len(body) <= PARSE_INLINE_BYTES else await run_in_threadpool(from_json, text)
     except (ValueError, RecursionError) as exc:
         raise ServingError(422, "invalid_json", f"the body is not valid JSON: {exc}") from None
     # Counted before the items are validated: validating thousands only to refuse them is waste.

@@ -26,7 +26,7 @@ from starlette.responses import Response
 from prodcat.errors import ProdcatError
 from prodcat.serving.config import ServingSettings, digest_key
 from prodcat.serving.errors import ServingError
-from prodcat.serving.images import ImageStore, check_image
+from prodcat.serving.images import ImageStore, decode_upload, probe_upload
 from prodcat.serving.parsing import listing_photos, parse_batch, parse_listing
 from prodcat.serving.service import Query
 from prodcat.serving.state import AppState, state_of
@@ -60,12 +60,53 @@ def check_api_key(settings: ServingSettings, given: str | None) -> None:
                        headers={"WWW-Authenticate": 'Bearer realm="prodcat"'})
 
 
-def store_image(state: AppState, data: bytes, name: str) -> Path:
-    """Check an uploaded photo and write it where the model reads it (on the threadpool)."""
+def _probe_all(state: AppState, photos: list[tuple[bytes, str]], size: int) -> int:
+    """Check every photo's header against the per-photo limits; their decode samples in all."""
     s = state.settings
-    checked = check_image(data, max_bytes=s.max_image_bytes, max_pixels=s.max_image_pixels, name=name)
+    return sum(probe_upload(data, max_bytes=s.max_image_bytes, max_pixels=s.max_image_pixels,
+                            max_samples=s.max_decode_samples, target_size=size, name=name).samples
+               for data, name in photos)
+
+
+def _decode_and_store(state: AppState, data: bytes, name: str, size: int) -> Path:
+    s = state.settings
+    checked = decode_upload(data, max_pixels=s.max_image_pixels, max_samples=s.max_decode_samples,
+                            target_size=size, name=name)
     assert state.store is not None
     return state.store.write(checked)
+
+
+async def store_photos(state: AppState, photos: list[tuple[bytes | None, str]],
+                       paths: list[Path | None]) -> None:
+    """Check the photos and write each, decoded once at the encoder's size, where the model
+    reads it; ``paths`` gets one entry per photo (None where none was given), so the caller can
+    discard what was written even when a later photo is refused.
+
+    Every header is checked before any photo is decoded, so a refused request costs no decode;
+    each decode then waits for a slot of the app's :class:`~prodcat.serving.images.DecodeGate`
+    (503 with Retry-After when too many are waiting).
+    """
+    svc, _ = state.ready_service()
+    s, size = state.settings, svc.decode_size
+    given = [(data, name) for data, name in photos if data is not None]
+    if given:
+        samples = await run_in_threadpool(_probe_all, state, given, size)
+        total = sum(len(data) for data, _ in given)
+        if total > s.max_batch_image_bytes:
+            raise ServingError(413, "photos_too_large",
+                               f"the request's {len(given)} photos are {total:,} bytes together; at most "
+                               f"{s.max_batch_image_bytes:,} per request (max_batch_image_bytes)")
+        if samples > s.max_batch_decode_samples:
+            raise ServingError(413, "photos_too_large",
+                               f"decoding the request's {len(given)} photos takes {samples:,} samples "
+                               f"(pixels × bands) together; at most {s.max_batch_decode_samples:,} per "
+                               "request (max_batch_decode_samples)")
+    for data, name in photos:
+        if data is None:
+            paths.append(None)
+            continue
+        async with state.decodes.slot():
+            paths.append(await run_in_threadpool(_decode_and_store, state, data, name, size))
 
 
 async def classify(state: AppState, items: list[Listing], names: list[str]) -> list[dict]:
@@ -74,8 +115,7 @@ async def classify(state: AppState, items: list[Listing], names: list[str]) -> l
     metrics = state.metrics
     paths: list[Path | None] = []
     try:
-        for (_, data), name in zip(items, names, strict=True):
-            paths.append(await run_in_threadpool(store_image, state, data, name) if data is not None else None)
+        await store_photos(state, [(data, name) for (_, data), name in zip(items, names, strict=True)], paths)
         queries = [Query(title=m.title, description=m.description or "",
                          image=str(p) if p is not None else None, top_k=m.top_k)
                    for (m, _), p in zip(items, paths, strict=True)]
@@ -111,9 +151,11 @@ async def predict_listings(state: AppState, items: list[Listing]) -> dict:
 async def explain_listing(state: AppState, listing: BaseModel, photo: bytes | None) -> dict:
     """The ``/v1/explain`` answer (without its latency); the heat map as base64 PNG."""
     svc, _ = state.ready_service()
-    path = await run_in_threadpool(store_image, state, photo, "image") if photo is not None else None
+    paths: list[Path | None] = []
     m = listing
     try:
+        await store_photos(state, [(photo, "image")], paths)
+        path = paths[0]
         query = Query(title=m.title, description=m.description or "",
                       image=str(path) if path is not None else None, top_k=m.top_k)
         async with state.explain_slots:
@@ -123,7 +165,7 @@ async def explain_listing(state: AppState, listing: BaseModel, photo: bytes | No
     except ProdcatError as exc:  # e.g. LIME not installed, a head LIME alone can explain
         raise ServingError(422, "cannot_explain", str(exc)) from None
     finally:
-        ImageStore.discard([path])
+        ImageStore.discard(paths)
     png = result.pop("heatmap_png")
     return {**result, "heatmap_png": base64.b64encode(png).decode("ascii") if png else None,
             "model_id": svc.model_id}
@@ -138,7 +180,9 @@ def model_summary(state: AppState) -> dict:
     svc, _ = state.ready_service()
     s = state.settings
     limits = {k: getattr(s, k) for k in ("max_title_chars", "max_description_chars", "max_image_bytes",
-                                         "max_image_pixels", "max_body_bytes", "max_batch", "max_top_k")}
+                                         "max_image_pixels", "max_decode_samples", "max_body_bytes",
+                                         "max_batch", "max_batch_image_bytes", "max_batch_decode_samples",
+                                         "max_top_k")}
     return {**svc.summary(), "limits": limits}
 
 

@@ -12,6 +12,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from prodcat.serving.config import ServingSettings
+from prodcat.text.cleaning import VISIBLE_PATTERN
 
 # ---------------------------------------------------------------------------------------------
 # responses
@@ -127,8 +128,8 @@ class RequestModels:
 
 def request_models(s: ServingSettings) -> RequestModels:
     """The request models for the limits in ``s``."""
-    # `\S`: a title of spaces is as empty as no title.
-    Title = Annotated[str, Field(min_length=1, max_length=s.max_title_chars, pattern=r"\S",
+    # At least one visible character: a title of spaces or zero-width spaces is as empty as none.
+    Title = Annotated[str, Field(min_length=1, max_length=s.max_title_chars, pattern=VISIBLE_PATTERN,
                                  description=f"listing title (required, at most {s.max_title_chars} characters)")]
     Description = Annotated[str | None, Field(
         max_length=s.max_description_chars,

@@ -97,6 +97,20 @@ class ModelService:
             log.debug("could not switch off the image embedding cache", exc_info=True)
 
     @property
+    def decode_size(self) -> int:
+        """The long side uploaded photos are decoded at: what the image encoder decodes to
+        anyway (so its own decode of the stored photo changes nothing), or a small default
+        for a model that only checks photos."""
+        from prodcat.serving.images import DEFAULT_DECODE_SIZE
+
+        image = getattr(self.model, "image_", None) if self.has_image_model else None
+        try:
+            encoder = getattr(image, "encoder_", None) or image._encoder()
+            return int(encoder.config.decode_size)
+        except Exception:  # no image model, or one without an encoder config
+            return DEFAULT_DECODE_SIZE
+
+    @property
     def modalities(self) -> list[str]:
         return ["text", "image"] if self.has_image_model else ["text"]
 

@@ -18,7 +18,7 @@ from starlette.requests import Request
 from prodcat.serving.batching import MicroBatcher
 from prodcat.serving.config import ServingSettings
 from prodcat.serving.errors import ServingError
-from prodcat.serving.images import ImageStore
+from prodcat.serving.images import DecodeGate, ImageStore
 from prodcat.serving.metrics import ServingMetrics
 from prodcat.serving.schemas import RequestModels, request_models
 from prodcat.serving.service import ModelService
@@ -43,10 +43,13 @@ class AppState:
     models: RequestModels = field(init=False)
     #: Explanations running at once: each keeps the cores busy for up to a few seconds.
     explain_slots: asyncio.Semaphore = field(init=False)
+    #: Photo decodes running and waiting (see :class:`~prodcat.serving.images.DecodeGate`).
+    decodes: DecodeGate = field(init=False)
 
     def __post_init__(self) -> None:
         self.models = request_models(self.settings)
         self.explain_slots = asyncio.Semaphore(self.settings.explain_concurrency)
+        self.decodes = DecodeGate(self.settings.decode_concurrency, self.settings.decode_queue)
 
     async def start(self) -> None:
         """Load the model (unless given), start the micro-batcher; then requests are served."""

@@ -67,3 +67,22 @@ def frame_texts(X, max_description_chars: int | None = 1000, strip_accents: bool
         descs = [""] * len(titles)
     return listing_texts(titles, descs, max_description_chars=max_description_chars,
                          strip_accents=strip_accents)
+
+
+#: Characters that show nothing: C0/C1 controls, format characters (soft hyphen, zero-width
+#: space and joiners, direction marks, word joiner, byte-order mark...), Hangul fillers, the
+#: blank Braille pattern and variation selectors. Written as a regex character-class body of
+#: literal characters and ranges, which Python's ``re`` and Rust's ``regex`` (pydantic) read alike.
+INVISIBLE_CHARS = ("\x00-\x1f\x7f-\x9f\u00ad\u034f\u061c\u115f\u1160\u17b4\u17b5\u180b-\u180f"
+                   "\u200b-\u200f\u202a-\u202e\u2060-\u206f\u2800\u3164\ufe00-\ufe0f\ufeff\uffa0")
+#: A regex matching one character that shows something.
+VISIBLE_PATTERN = f"[^\\s{INVISIBLE_CHARS}]"
+_VISIBLE = re.compile(VISIBLE_PATTERN)
+
+
+def is_blank(text: object) -> bool:
+    """True for None, NaN and text made only of spaces and invisible characters (a title of
+    zero-width spaces is as empty as no title)."""
+    if text is None or (isinstance(text, float) and text != text):
+        return True
+    return _VISIBLE.search(str(text)) is None
