@@ -15,7 +15,14 @@ from conftest import RAKUTEN_CLASSES
 from prodcat.data import read_catalog
 from prodcat.errors import BundleError, DataError
 from prodcat.model import Classifier, load_bundle, read_manifest, save_bundle, top_k_indices
-from prodcat.model.bundle import CLASSIFIER_PART, FORMAT_VERSION, MANIFEST, sha256_file
+from prodcat.model.bundle import (
+    ARRAYS_PART,
+    CLASSIFIER_PART,
+    FORMAT_VERSION,
+    MANIFEST,
+    BundleVersionWarning,
+    sha256_file,
+)
 from prodcat.text import HEADS, TextClassifier
 
 POOL = {"title": "Pompe filtre pour piscine hors-sol", "description": "Avec skimmer et chlore"}
@@ -270,12 +277,21 @@ def test_wrong_format_is_refused(bundle_copy):
         load_bundle(bundle_copy)
 
 
-def test_other_sklearn_minor_version_is_refused(bundle_copy):
+def test_other_sklearn_minor_version_is_one_warning(bundle_copy):
     def older(m):
         m["versions"]["sklearn"] = "0.24.2"
+        m["versions"]["numpy"] = "1.0.0"
 
     edit_manifest(bundle_copy, older)
-    with pytest.raises(BundleError, match="sklearn"):
+    with pytest.warns(BundleVersionWarning, match="sklearn 0.24.2.*numpy 1.0.0") as caught:
+        model, _ = load_bundle(bundle_copy)
+    assert len(caught) == 1
+    assert model.predict_proba(POOL).shape == (1, 4)
+
+
+def test_other_prodcat_major_version_is_refused(bundle_copy):
+    edit_manifest(bundle_copy, lambda m: m["versions"].update(prodcat="99.0.0"))
+    with pytest.raises(BundleError, match="major version"):
         load_bundle(bundle_copy)
 
 
@@ -328,5 +344,5 @@ def test_save_over_bundle_and_into_empty_folder(trained, bundle_copy, tmp_path):
     empty.mkdir()
     model.save(empty)
     assert load_bundle(empty)[1]["classes"] == sorted(RAKUTEN_CLASSES)
-    assert sorted(p.name for p in empty.iterdir()) == [CLASSIFIER_PART, MANIFEST]
+    assert sorted(p.name for p in empty.iterdir()) == sorted([ARRAYS_PART, CLASSIFIER_PART, MANIFEST])
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]

@@ -96,7 +96,7 @@ def test_train_records_params_metrics_tags_and_bundle(tracked):
     assert t["data.rows_without_text"] == "1"
     assert t["prodcat.version"] and "python.version" in t
     # the bundle, and the bundle knows its run
-    assert {"manifest.json", "classifier.joblib"} <= artifact_paths(tracked.client, r.info.run_id, "bundle")
+    assert {"manifest.json", "classifier.json.gz", "classifier.npz"} <= artifact_paths(tracked.client, r.info.run_id, "bundle")
     assert manifest["training"]["tracking"]["mlflow_run_id"] == r.info.run_id
 
 
