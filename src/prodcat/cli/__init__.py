@@ -15,6 +15,7 @@ import click
 
 from prodcat.cli.audit import audit as audit_command
 from prodcat.cli.common import echo, read_data
+from prodcat.cli.corrections import corrections as corrections_command
 from prodcat.cli.demo import demo as demo_command
 from prodcat.cli.evaluate import evaluate as evaluate_command
 from prodcat.cli.explain import explain as explain_command
@@ -46,7 +47,7 @@ def cli():
 
 for _command in (train_command, evaluate_command, predict_command, embed_command, explain_command,
                  info_command, runs_command, demo_command, explore_command, serve_command, ui_command,
-                 audit_command):
+                 audit_command, corrections_command):
     cli.add_command(_command)
 
 

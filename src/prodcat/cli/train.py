@@ -22,8 +22,11 @@ CV_HEADLINE = ("n", "weighted_f1", "macro_f1", "accuracy", "top3_accuracy", "ece
 @click.option("--out", required=True, type=click.Path(), help="model bundle folder to write")
 @click.option("--cv", "cv", default="auto", show_default=True,
               help="folds of cross-validation recorded in the bundle; 0 skips, auto = 5 up to 20k listings")
+@click.option("--corrections", default=None, metavar="URL|FILE",
+              help="reviewed labels (a review store URL or a `prodcat corrections export` file): they "
+                   "override the given labels; reviewed listings the data lacks are added")
 @fitting_options
-def train(data, out, cv, **kwargs):
+def train(data, out, cv, corrections, **kwargs):
     """Train a classifier and save it as a bundle."""
     from prodcat.evaluation import compute_metrics
     from prodcat.evaluation.crossval import cross_val_proba
@@ -32,6 +35,13 @@ def train(data, out, cv, **kwargs):
     data_kw, model_kw, track_kw = split_fitting_kwargs(kwargs)
     check_bundle_target(Path(out))
     catalog = read_data(data, **data_kw)
+    applied = None
+    if corrections:
+        from prodcat.review.corrections import apply_corrections, read_corrections
+
+        catalog, applied = apply_corrections(catalog, read_corrections(corrections))
+        echo(f"corrections: {applied['relabelled']} relabelled, {applied['confirmed']} confirmed, "
+             f"{applied['added']} listings added ({applied['decisions']} decisions)")
     labelled = catalog.labelled()
     if len(labelled) == 0:
         raise DataError(f"{data} has no labelled listings to train on")
@@ -63,6 +73,8 @@ def train(data, out, cv, **kwargs):
                 "n_listings": len(labelled), "n_classes": len(model.classes_),
                 "class_counts": labelled.class_counts(), "read_report": catalog.report.to_dict(),
                 "fit_seconds": round(seconds, 2), "tracking": run.bundle_reference()}
+    if applied is not None:
+        training["corrections"] = {"source": corrections, **applied}
     path = model.save(out, training=training, metrics=metrics)
     echo(f"trained {len(model.classes_)} categories in {seconds:.1f} s; bundle written to {path}")
     run.log_bundle(path)
