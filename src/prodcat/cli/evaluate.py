@@ -9,7 +9,12 @@ import click
 
 from prodcat.cli.common import check_out_folder, echo, read_data
 from prodcat.cli.modelling import build_classifier, fit_params, fold_scores
-from prodcat.cli.options import fitting_options, split_fitting_kwargs, start_tracking
+from prodcat.cli.options import (
+    bundle_trust_options,
+    fitting_options,
+    split_fitting_kwargs,
+    start_tracking,
+)
 from prodcat.errors import ConfigError, DataError
 
 
@@ -22,6 +27,7 @@ from prodcat.errors import ConfigError, DataError
               help="also score the bundle with perturbed photos and without descriptions "
                    "[default: on when the model has an image modality; skipped with --cv]")
 @fitting_options
+@bundle_trust_options
 def evaluate(model_dir, data, out, cv, robustness, **kwargs):
     """Evaluate a bundle on labelled data, or cross-validate on one data set (--cv 5)."""
     from prodcat.evaluation import compute_metrics, write_report

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import click
 
+from prodcat.cli.options import bundle_trust_options
 from prodcat.errors import DataError
 from prodcat.explain.image import METHODS as IMAGE_METHODS
 
@@ -30,6 +31,7 @@ TEXT_METHODS = ("auto", "linear", "lime")
               help="perturbed copies LIME classifies (its time grows with them)")
 @click.option("--words", type=click.IntRange(1, 100), default=8, show_default=True,
               help="words listed per class")
+@bundle_trust_options
 def explain(model_dir, title, description, image, out, top_k, text_method, image_method, lime_samples, words):
     """Explain why the model files one listing where it does: word weights, photo heat map,
     and what text and photo each contributed."""

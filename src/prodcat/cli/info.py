@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import click
 
+from prodcat.cli.options import bundle_trust_options
+
 
 @click.command()
 @click.option("--model", "model_dir", required=True, type=click.Path())
+@bundle_trust_options
 def info(model_dir):
     """Show a bundle's manifest summary."""
     from prodcat.model import read_manifest

@@ -8,6 +8,8 @@ command line cannot drift from what the library does.
 
 from __future__ import annotations
 
+import os
+
 import click
 
 from prodcat.cli.common import echo
@@ -132,6 +134,57 @@ TRACKING_OPTIONS = [
                  help="MLflow experiment name [prodcat]"),
 ]
 
+def _export_to_environment(name: str):
+    """An option callback that sets the environment variable ``name`` for the command's run and
+    restores it after: the bundle is then loaded with the same rule everywhere the command loads
+    it, its server's worker processes and Dask workers included."""
+    def callback(ctx: click.Context, param: click.Parameter, value):
+        if value in (None, False):
+            return value
+        before = os.environ.get(name)
+        os.environ[name] = "1" if value is True else str(value)
+
+        def restore():
+            if before is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = before
+
+        ctx.call_on_close(restore)
+        return value
+
+    return callback
+
+
+def _key_file(ctx: click.Context, param: click.Parameter, value):
+    """A key file that cannot be read is said now, not after a training run of minutes."""
+    if value is not None:
+        from prodcat.model.signing import read_key
+
+        read_key(value)
+    return _export_to_environment("PRODCAT_SIGNING_KEY")(ctx, param, value)
+
+
+_SIGN_KEY_OPTION = click.option(
+    "--sign-key", type=click.Path(dir_okay=False), envvar="PRODCAT_SIGNING_KEY", expose_value=False,
+    callback=_key_file,
+    help="file with a secret key: train signs the bundle's manifest with it (HMAC-SHA256), "
+         "--require-signature checks it [PRODCAT_SIGNING_KEY]")
+#: Options of the commands that write a bundle.
+SIGNING_OPTIONS = [_SIGN_KEY_OPTION]
+#: Options of the commands that load a bundle: which bundles they trust.
+BUNDLE_TRUST_OPTIONS = [
+    click.option("--require-signature", is_flag=True, default=False, envvar="PRODCAT_REQUIRE_SIGNATURE",
+                 expose_value=False, callback=_export_to_environment("PRODCAT_REQUIRE_SIGNATURE"),
+                 help="refuse a bundle whose manifest is not signed with --sign-key's key "
+                      "[PRODCAT_REQUIRE_SIGNATURE=1]"),
+    _SIGN_KEY_OPTION,
+    click.option("--allow-pickle", is_flag=True, default=False, envvar="PRODCAT_ALLOW_PICKLE",
+                 expose_value=False, callback=_export_to_environment("PRODCAT_ALLOW_PICKLE"),
+                 help="also load a bundle of the old pickle format (classifier.joblib, which can run "
+                      "code when loaded): only for bundles you made yourself [PRODCAT_ALLOW_PICKLE=1]"),
+]
+
 DATA_DEFAULTS = _defaults(DATA_OPTIONS)
 MODEL_DEFAULTS = _defaults(MODEL_OPTIONS)
 TRACKING_DEFAULTS = _defaults(TRACKING_OPTIONS)
@@ -150,6 +203,16 @@ def model_options(fn):
 def tracking_options(fn):
     """Options of the commands whose runs are recorded in MLflow (train, evaluate)."""
     return _apply(TRACKING_OPTIONS, fn)
+
+
+def signing_options(fn):
+    """``--sign-key``: sign the bundle the command writes."""
+    return _apply(SIGNING_OPTIONS, fn)
+
+
+def bundle_trust_options(fn):
+    """``--require-signature``, ``--sign-key``, ``--allow-pickle``: which bundles a command loads."""
+    return _apply(BUNDLE_TRUST_OPTIONS, fn)
 
 
 def fitting_options(fn):

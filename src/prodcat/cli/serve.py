@@ -10,6 +10,7 @@ from pathlib import Path
 import click
 
 from prodcat.cli.common import echo
+from prodcat.cli.options import bundle_trust_options
 from prodcat.errors import ConfigError, DataError
 from prodcat.serving.config import ServingSettings
 
@@ -45,6 +46,7 @@ _MB = 1024 * 1024
                    "text/photo disagreements; adds /v1/feedback and /v1/review/*")
 @click.option("--review-order", type=click.Choice(["uncertain", "oldest"]), default="uncertain",
               show_default=True, help="default order of /v1/review/next (uncertain: margin sampling)")
+@bundle_trust_options
 def serve(model_dir, host, port, workers, api_key_file, max_batch, max_image_mb, decode_budget,
           decode_concurrency, protect_ops, access_log, log_level, review_db, review_order):
     """Serve a bundle over HTTP: POST /v1/predict, /v1/predict/batch, docs at /docs."""
@@ -104,6 +106,7 @@ def _is_loopback(host: str) -> bool:
               help="largest photo accepted")
 @click.option("--data-report", "data_report", type=click.Path(), default=None,
               help="folder written by `prodcat explore`, shown on the Data page")
+@bundle_trust_options
 def ui(model_dir, report_dir, host, port, max_image_mb, data_report):
     """Start the seller web app (Streamlit) for a bundle."""
     import importlib.util

@@ -18,7 +18,8 @@ everything else is an object with a ``"~"`` tag:
   array, element by element), ``npscalar``, ``dtype``, ``type`` (a NumPy scalar type or a builtin
   number/str type), ``sparse`` (a SciPy matrix as its component arrays), ``randomstate`` and
   ``generator`` (NumPy random states as their state dicts);
-- ``obj``: ``{"cls": "module.qualname", "state": …}``;
+- ``obj``: ``{"cls": "module.qualname", "state": …}``; ``new``: ``{"cls": …, "args": […]}`` for
+  the few compiled classes of :data:`CONSTRUCTED_TYPES`;
 - ``ref``: the node with the same ``id``, so an object shared by two owners (a head kept by its
   calibration and by its model) is one object again after loading.
 """
@@ -89,6 +90,18 @@ TRUSTED_TYPES = (
     "sklearn._loss.link:MultinomialLogit",
     "sklearn._loss.link:Interval",
 )
+#: Compiled (Cython) scikit-learn classes that pickle as ``cls(*args)`` with plain arguments (a
+#: loss function kept by a fitted SGD model): rebuilt by calling the class with those arguments.
+CONSTRUCTED_TYPES = (
+    "sklearn.linear_model._sgd_fast:ModifiedHuber",
+    "sklearn.linear_model._sgd_fast:Hinge",
+    "sklearn.linear_model._sgd_fast:SquaredHinge",
+    "sklearn.linear_model._sgd_fast:EpsilonInsensitive",
+    "sklearn.linear_model._sgd_fast:SquaredEpsilonInsensitive",
+    "sklearn._loss._loss:CyHalfBinomialLoss",
+    "sklearn._loss._loss:CyHalfMultinomialLoss",
+    "sklearn._loss._loss:CyHalfSquaredError",
+)
 #: prodcat packages whose classes a bundle may hold, when they are estimators (scikit-learn
 #: ``BaseEstimator``), lazily loaded encoders (:class:`prodcat.lazy.LazyLoaded`) or dataclass
 #: records (taxonomy, encoder specs): the code that rebuilds them is prodcat's own.
@@ -116,10 +129,9 @@ def class_name(cls: type) -> str:
     return f"{cls.__module__}.{cls.__qualname__}"
 
 
-@functools.lru_cache(maxsize=1)
-def _third_party_types() -> dict[str, type]:
+def _resolve(entries: tuple[str, ...]) -> dict[str, type]:
     found = {}
-    for entry in TRUSTED_TYPES:
+    for entry in entries:
         module, name = entry.split(":")
         try:
             cls = getattr(importlib.import_module(module), name)
@@ -127,6 +139,16 @@ def _third_party_types() -> dict[str, type]:
             continue
         found[class_name(cls)] = cls
     return found
+
+
+@functools.lru_cache(maxsize=1)
+def _third_party_types() -> dict[str, type]:
+    return _resolve(TRUSTED_TYPES)
+
+
+@functools.lru_cache(maxsize=1)
+def _constructed_types() -> dict[str, type]:
+    return _resolve(CONSTRUCTED_TYPES)
 
 
 def _prodcat_class_allowed(cls: type) -> bool:
@@ -294,7 +316,16 @@ class _Encoder:
             return {TAG: "generator", "bit": bit.__name__, "v": self.encode(value.bit_generator.state)}
         if isinstance(value, _FUNCTION_TYPES):
             raise self.fail(f"it is a {kind.__name__} ({value!r:.80})")
+        if _constructed_types().get(class_name(kind)) is kind:
+            return self._constructed(value, kind)
         return self._object(value, kind)
+
+    def _constructed(self, value: Any, kind: type) -> dict:
+        reduced = value.__reduce__()
+        if not (isinstance(reduced, tuple) and len(reduced) == 2 and reduced[0] is kind
+                and isinstance(reduced[1], tuple) and all(type(a) in _PLAIN for a in reduced[1])):
+            raise self.fail(f"{class_name(kind)} no longer pickles as a call of its class")
+        return {TAG: "new", "cls": class_name(kind), "args": list(reduced[1])}
 
     def _items(self, values) -> list:
         out = []
@@ -307,7 +338,7 @@ class _Encoder:
     def _entries(self, items) -> dict:
         out = {}
         for k, v in items:
-            self._path.append(f".{k}" if self._path[-1].startswith("<") else f"[{k!r}]")
+            self._path.append(f".{k}" if self._path[-1] == "" else f"[{k!r}]")
             out[k] = self.encode(v)
             self._path.pop()
         return out
@@ -361,7 +392,7 @@ class _Encoder:
             raise self.fail(f"{class_name(kind)} is pickled through __reduce__, which the safe "
                             "format cannot rebuild")
         state = _own_state(value)
-        self._path.append(f"<{kind.__name__}>")
+        self._path.append("")  # the attributes of an object: ".name", not "['name']"
         try:
             if isinstance(state, dict):
                 if not all(type(k) is str for k in state):
@@ -495,6 +526,15 @@ class _Decoder:
         self.instances.append(instance)
         return instance
 
+    def new(self, node: dict) -> Any:
+        cls, args = _constructed_types().get(node.get("cls")), node.get("args")
+        if cls is None or not (isinstance(args, list) and all(type(a) in _PLAIN for a in args)):
+            raise UnsafeStateError(f"the stored state names {str(node.get('cls'))[:60]!r}, which "
+                                   "may not be loaded")
+        instance = cls(*args)
+        self.instances.append(instance)
+        return self.remember(node, instance)
+
     def objarray(self, node: dict) -> np.ndarray:
         shape, values = node.get("shape"), node.get("v")
         if not (isinstance(shape, list) and all(type(n) is int and n >= 0 for n in shape)
@@ -541,7 +581,7 @@ class _Decoder:
                                and all(type(n) is int and n >= 0 for n in shape)):
             raise UnsafeStateError("a stored sparse matrix is malformed")
         try:
-            if cls.format in ("csr", "csc", "bsr"):
+            if cls.__name__[:3] in ("csr", "csc", "bsr"):
                 return self.remember(node, cls((self.decode(node["data"]), self.decode(node["indices"]),
                                                 self.decode(node["indptr"])), shape=tuple(shape)))
             return self.remember(node, cls((self.decode(node["data"]), (self.decode(node["row"]),
@@ -591,6 +631,7 @@ class _Decoder:
 _HANDLERS = {
     "obj": _Decoder.obj,
     "ref": _Decoder.ref,
+    "new": _Decoder.new,
     "array": _Decoder.array,
     "objarray": _Decoder.objarray,
     "npscalar": _Decoder.npscalar,

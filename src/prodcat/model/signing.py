@@ -8,6 +8,7 @@ written with mode 0600 in a folder with mode 0700.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import hmac
 import os
@@ -71,12 +72,20 @@ def _others_can_touch(info: os.stat_result) -> bool:
     return info.st_uid != os.getuid() or bool(stat.S_IMODE(info.st_mode) & 0o077)
 
 
-def private_dir(path: Path) -> Path:
-    """``path`` as a folder only its owner can enter (created 0700; an existing one of ours that
-    others could enter is closed)."""
-    path.mkdir(mode=0o700, parents=True, exist_ok=True)
+def private_dir(path: Path, *, close: bool = True) -> Path:
+    """``path`` as a folder only its owner can enter: every folder created on the way is 0700
+    (``mkdir -p`` would give the parents the umask's mode), and with ``close`` an existing one of
+    ours that others could enter is closed."""
+    missing = []
+    for folder in (path, *path.parents):
+        if folder.exists():
+            break
+        missing.append(folder)
+    for folder in reversed(missing):
+        with contextlib.suppress(FileExistsError):  # another process made it meanwhile
+            folder.mkdir(mode=0o700)
     info = path.stat()
-    if hasattr(os, "getuid") and info.st_uid == os.getuid() and stat.S_IMODE(info.st_mode) & 0o077:
+    if close and hasattr(os, "getuid") and info.st_uid == os.getuid() and stat.S_IMODE(info.st_mode) & 0o077:
         path.chmod(0o700)
     return path
 
