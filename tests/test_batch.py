@@ -542,3 +542,25 @@ def test_real_unlabelled_listings_match_the_single_process_answer(tmp_path):
     loaded, _ = load_bundle(bundle)
     pd.testing.assert_frame_equal(answered(pd.read_parquet(tmp_path / "out")),
                                   single_process(loaded, unlabelled))
+
+
+def _sigint_handler_name() -> str:
+    import signal
+
+    handler = signal.getsignal(signal.SIGINT)
+    return "ignored" if handler == signal.SIG_IGN else "default"
+
+
+def test_local_dask_workers_ignore_ctrl_c():
+    """Ctrl-C reaches the whole process group: worker processes started for a local cluster must
+    leave it to the client (one line, no worker tracebacks), and this process keeps its handler."""
+    import multiprocessing
+    import signal
+
+    pytest.importorskip("distributed")
+    from prodcat.batch.cluster import _children_ignore_ctrl_c
+
+    before = signal.getsignal(signal.SIGINT)
+    with _children_ignore_ctrl_c(), multiprocessing.get_context("spawn").Pool(1) as pool:
+        assert pool.apply(_sigint_handler_name) == "ignored"
+    assert signal.getsignal(signal.SIGINT) is before

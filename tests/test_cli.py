@@ -8,6 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -327,3 +328,44 @@ def test_console_script_help():
     assert res.returncode == 0, res.stderr
     for command in ("train", "evaluate", "predict", "info", "demo"):
         assert command in res.stdout
+
+
+class _PhotoBlindModel:
+    """A text+image model whose image side could not use the photo (as with an unreadable one)."""
+
+    threshold_ = 0.5
+
+    def predict_modalities(self, listing):
+        p = np.array([[0.7, 0.3]])
+        return {"fused": p, "text": p, "image": np.array([[0.5, 0.5]]), "has_image": np.array([False])}
+
+    def describe(self, proba, k):
+        return [[{"code": c, "name": c, "parent": None, "probability": float(v)}
+                 for c, v in zip("ab", row, strict=True)][:k] for row in proba]
+
+
+def test_predict_says_why_an_unreadable_photo_fell_back_to_text(tmp_path, capsys):
+    from prodcat.cli.predict import _predict_one
+
+    bad = tmp_path / "photo.jpg"
+    bad.write_text("<html>not a photo</html>")
+    _predict_one(_PhotoBlindModel(), "Lampe de chevet", "", str(bad), 2, False)
+    out, err = capsys.readouterr()
+    assert "note: the photo could not be read" in err and "not an image file" in err
+    assert "the answer is from the text alone" in err and "image alone: no usable photo" in out
+    _predict_one(_PhotoBlindModel(), "Lampe de chevet", "", str(bad), 2, True)
+    out, _ = capsys.readouterr()
+    assert "not an image file" in json.loads(out)["image_error"]
+
+
+def test_predict_title_of_invisible_characters_is_blank(trained_bundle, capsys):
+    code, _, err = run(capsys, "predict", "--model", trained_bundle, "--title", "\u200b\u200b\ufeff")
+    assert code == 2 and "needs a title or a description" in err
+
+
+def test_train_without_the_label_column_names_it(tmp_path, capsys):
+    table = tmp_path / "t.csv"
+    pd.DataFrame({"title": ["lampe", "tapis", "pompe"], "category_name": ["a", "b", "c"]}).to_csv(table, index=False)
+    code, _, err = run(capsys, "train", "--data", table, "--out", tmp_path / "m", "--cv", "0")
+    assert code == 2
+    assert "no label column 'label' (the table has: title, category_name); name it with --label-col" in err

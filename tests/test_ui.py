@@ -110,8 +110,17 @@ def test_seller_page_refuses_blank_title_and_bad_photo(app_env):
     at = submit(run_app(), "   ")
     assert at.error and "title is required" in at.error[0].value
     assert not at.progress
+    # An unreadable photo: the text still answers, and the page says why the photo was left out.
     at = submit(run_app(), "Carte", photo=b"<html>not a photo</html>")
-    assert at.error and "not an image" in at.error[0].value
+    assert not at.error and at.progress
+    notes = [c.value for c in at.caption if "could not be read" in c.value]
+    assert notes and notes[0].startswith("This photo could not be read (not an image file")
+    assert not any("No photo given" in c.value for c in at.caption)
+    tiff = io.BytesIO()
+    Image.new("RGB", (16, 16), (10, 200, 30)).save(tiff, "TIFF")
+    at = submit(run_app(), "Carte", photo=tiff.getvalue())
+    notes = [c.value for c in at.caption if "could not be read" in c.value]
+    assert notes and "TIFF format is not accepted" in notes[0]
 
 
 def test_model_page_with_report(app_env, report_dir):

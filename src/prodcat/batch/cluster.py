@@ -13,6 +13,8 @@ from __future__ import annotations
 import contextlib
 import importlib.util
 import logging
+import signal
+from collections.abc import Iterator
 from typing import Any
 
 import dask
@@ -84,7 +86,8 @@ class DaskEngine(Engine):
         # Dask starts workers with MALLOC_TRIM_THRESHOLD_=65536, which also turns off glibc's
         # adaptive mmap threshold: every decoded photo's buffers are then mmapped and unmapped,
         # and photo batches ran at about two thirds of the speed (page faults, system time).
-        with dask.config.set({"distributed.nanny.pre-spawn-environ.MALLOC_TRIM_THRESHOLD_": None}):
+        with dask.config.set({"distributed.nanny.pre-spawn-environ.MALLOC_TRIM_THRESHOLD_": None}), \
+                _children_ignore_ctrl_c():
             cluster = LocalCluster(n_workers=n, threads_per_worker=1, processes=processes,
                                    dashboard_address=":0" if _has_bokeh() else None,
                                    worker_dashboard_address=None, silence_logs=logging.ERROR)
@@ -155,6 +158,27 @@ class DaskEngine(Engine):
         finally:
             if self.cluster is not None:
                 self.cluster.close()
+
+
+@contextlib.contextmanager
+def _children_ignore_ctrl_c() -> Iterator[None]:
+    """Worker processes started inside ignore SIGINT.
+
+    Ctrl-C in a terminal signals the whole process group: each worker process would die of its
+    own KeyboardInterrupt and print a traceback, while this process is stopping the cluster
+    anyway (finished partitions are kept; running the job again resumes it). A process
+    started with SIGINT ignored keeps it ignored (Python only installs its handler over the
+    default). Ctrl-C is ignored for the second or two the cluster takes to start.
+    """
+    try:
+        previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    except ValueError:  # not the main thread: signals are not ours to change
+        yield
+        return
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
 
 
 def _has_bokeh() -> bool:

@@ -107,19 +107,28 @@ def _queue_for_review(url: str, model_dir, model, manifest: dict, catalog, top_k
 
 
 def _predict_one(model, title: str, description: str, image: str | None, top_k: int, as_json: bool) -> None:
-    if not title.strip() and not description.strip():
+    from prodcat.text.cleaning import is_blank
+
+    if is_blank(title) and is_blank(description):
         raise DataError("the listing needs a title or a description")
     t0 = time.perf_counter()
     parts = model.predict_modalities({"title": title, "description": description, "image": image})
     ms = (time.perf_counter() - t0) * 1000
     top = model.describe(parts["fused"], top_k)[0]
     by_modality = {"text": model.describe(parts["text"], top_k)[0]}
+    image_error = None
     if parts["image"] is not None:
         by_modality["image"] = model.describe(parts["image"], top_k)[0] if parts["has_image"][0] else None
+        if image is not None and not parts["has_image"][0]:
+            image_error = _unreadable_reason(image)
     needs_review = top[0]["probability"] < model.threshold_
+    if image_error:
+        # The answer stands on the text alone: say so, and why, as the API's refusal would.
+        echo(f"note: the photo could not be read ({image_error}); the answer is from the text alone")
     if as_json:
         click.echo(json.dumps({"top_k": top, "modalities": by_modality, "needs_review": needs_review,
-                               "threshold": model.threshold_, "latency_ms": round(ms, 2)},
+                               "threshold": model.threshold_, "latency_ms": round(ms, 2),
+                               **({"image_error": image_error} if image_error else {})},
                               ensure_ascii=False, indent=2))
         return
     for rank, p in enumerate(top, 1):
@@ -130,6 +139,15 @@ def _predict_one(model, title: str, description: str, image: str | None, top_k: 
         said = f"{answer[0]['name']} ({answer[0]['probability']:.0%})" if answer else "no usable photo"
         click.echo(f"   {name} alone: {said}")
     click.echo("needs review" if needs_review else f"confident (≥ {model.threshold_:.0%})")
+
+
+def _unreadable_reason(image: str) -> str:
+    """Why the photo at ``image`` gave the image model nothing (it loads with the encoder's
+    settings, or the reason it does not)."""
+    from prodcat.image.loading import try_load_image
+
+    _, reason = try_load_image(image, target_size=512)
+    return reason or "the image model could not use it"
 
 
 def _batch_out(out, scheduler, workers, partition_rows, restart) -> bool:

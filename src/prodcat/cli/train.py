@@ -44,7 +44,10 @@ def train(data, out, cv, corrections, **kwargs):
              f"{applied['added']} listings added ({applied['decisions']} decisions)")
     labelled = catalog.labelled()
     if len(labelled) == 0:
-        raise DataError(f"{data} has no labelled listings to train on")
+        from prodcat.data.readers import MISSING_LABEL_NOTE
+
+        why = next((n for n in catalog.report.notes if n.startswith(MISSING_LABEL_NOTE)), None)
+        raise DataError(f"{data} has no labelled listings to train on" + (f": {why}" if why else ""))
     model = build_classifier(**model_kw, catalog=labelled)
     extra = fit_params(model, model_kw["unlabelled"])
     folds = cv_folds(cv, labelled)

@@ -253,6 +253,17 @@ def _flipkart_image_dir(folder: Path) -> Path:
 # Any table
 
 
+#: How the note about a table without its label column starts (see :func:`missing_label_note`).
+MISSING_LABEL_NOTE = "no label column"
+
+
+def missing_label_note(label_col: str, columns: list[str]) -> str:
+    """What to tell a user whose table has no ``label_col``: training then has nothing to learn
+    from, and the usual cause is a label column under another name."""
+    shown = ", ".join(map(str, columns[:12])) + (", ..." if len(columns) > 12 else "")
+    return (f"{MISSING_LABEL_NOTE} {label_col!r} (the table has: {shown}); name it with --label-col")
+
+
 def _is_table(path: Path) -> bool:
     return path.is_file() and path.suffix.lower() in TABLE_SUFFIXES
 
@@ -280,6 +291,8 @@ def read_table_catalog(path: Path, *, title_col: str = "title", description_col:
     require_columns(raw, asked, path)
     frame = pd.DataFrame({role: raw[col] for role, col in asked.items()})
     report = ReadReport(rows_read=len(frame))
+    if "label" not in asked and label_col is not None:
+        report.notes.append(missing_label_note(label_col, list(raw.columns)))
     if "image" in frame.columns:
         root = Path(image_root) if image_root else path.parent
         frame["image"] = _existing_images(frame["image"], root, report)

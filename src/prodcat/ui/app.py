@@ -44,6 +44,15 @@ def show_ranking(rows: list[dict] | None, *, empty: str) -> None:
         st.progress(min(max(float(row["probability"]), 0.0), 1.0), text=label)
 
 
+#: Refusals that concern the photo alone: the listing is then classified from its text.
+PHOTO_ERRORS = {"empty_image", "image_too_large", "unsupported_image", "corrupt_image"}
+
+
+def _reason(message: str) -> str:
+    # "The photo: not an image file (...)" → "not an image file (...)"
+    return message.split(": ", 1)[1] if message.startswith("The photo: ") else message
+
+
 def seller_page(service: ModelService, max_image_bytes: int) -> None:
     st.title("Which category is my listing?")
     st.write("Type the title, add a description and a photo if you have them, and get the three "
@@ -52,17 +61,30 @@ def seller_page(service: ModelService, max_image_bytes: int) -> None:
         title = st.text_input("Title (required)", key="title", max_chars=MAX_TITLE,
                               placeholder="e.g. Roman policier - édition de poche")
         description = st.text_area("Description", key="description", max_chars=MAX_DESCRIPTION)
-        photo = st.file_uploader("Photo", key="photo",
-                                 type=sorted({ext.lstrip(".") for ext in ALLOWED_FORMATS.values()} | {"jpeg"}))
+        # Any file: a browser-side type filter drops a TIFF without a word, and the seller then
+        # reads "no photo given"; the server-side check says what is wrong with it instead.
+        photo = st.file_uploader(f"Photo ({', '.join(sorted(ALLOWED_FORMATS))})", key="photo")
         submitted = st.form_submit_button("Find categories", type="primary")
     if submitted:
         image = photo.getvalue() if photo is not None else None
+        photo_error = None
         try:
             with st.spinner("Classifying ..."):
-                st.session_state["result"] = core.classify(service, title, description, image,
-                                                           max_image_bytes=max_image_bytes, explain=True)
+                try:
+                    result = core.classify(service, title, description, image,
+                                           max_image_bytes=max_image_bytes, explain=True)
+                except ServingError as exc:
+                    if image is None or exc.code not in PHOTO_ERRORS:
+                        raise
+                    # The listing is still classified, from its text; the seller learns why the
+                    # photo was left out.
+                    photo_error, image = exc.message, None
+                    result = core.classify(service, title, description, None,
+                                           max_image_bytes=max_image_bytes, explain=True)
+            st.session_state["result"] = result
             st.session_state["result_text"] = (title, description or "")
             st.session_state["result_image"] = image
+            st.session_state["photo_error"] = photo_error
             st.session_state.pop("error", None)
         except ServingError as exc:
             st.session_state["error"] = exc.message
@@ -96,7 +118,10 @@ def seller_page(service: ModelService, max_image_bytes: int) -> None:
         st.markdown("**Photo**")
         if st.session_state.get("result_image"):
             st.image(st.session_state["result_image"], width=160)
-        if "image" not in result["modalities"]:
+        if st.session_state.get("photo_error"):
+            st.caption(f"This photo could not be read ({_reason(st.session_state['photo_error'])}); "
+                       "the text decided alone.")
+        elif "image" not in result["modalities"]:
             st.caption("This model reads text only: the photo was checked but not used.")
         elif st.session_state.get("result_image"):
             show_ranking(result["modalities"].get("image"),

@@ -14,6 +14,7 @@ from prodcat.errors import ProdcatError
 from prodcat.serving.errors import ServingError
 from prodcat.serving.images import ImageStore, check_image
 from prodcat.serving.service import ModelService, Query
+from prodcat.text.cleaning import is_blank
 
 #: Figures of an evaluation report (``prodcat evaluate --out DIR``) shown on the model page.
 CONFUSION_PNG = "confusion_matrix.png"
@@ -127,7 +128,7 @@ def classify(service: ModelService, title: str, description: str = "", image: by
     """Check the inputs as the API does, then classify. Raises ServingError with a message for
     the seller when the input cannot be used. With ``explain``, the answer carries its
     explanation under ``explanation`` (see :meth:`ModelService.explain`)."""
-    if not title or not title.strip():
+    if is_blank(title):
         raise ServingError(422, "title_required", "A title is required.")
     path = None
     store = None
