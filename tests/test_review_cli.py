@@ -32,3 +32,14 @@ def test_predict_data_queues_rows_that_need_review_once(trained_bundle, make_rak
 def test_review_db_needs_data(trained_bundle, tmp_path):
     assert main(["predict", "--model", str(trained_bundle), "--title", "x",
                  "--review-db", f"sqlite:///{tmp_path / 'r.db'}"]) == 2
+
+
+@pytest.mark.slow
+def test_predict_job_folder_queues_too(trained_bundle, make_rakuten, tmp_path):
+    pytest.importorskip("dask")
+    db = f"sqlite:///{tmp_path / 'r.db'}"
+    data = make_rakuten("unseen_job", per_class=2, unseen_rows=6, seed=6)
+    assert main(["predict", "--model", str(trained_bundle), "--data", str(data), "--out", str(tmp_path / "parts"),
+                 "--workers", "0", "--review-db", db]) == 0
+    items = ReviewStore.open(db).items()
+    assert items and {i["reason"] for i in items} <= {"low_confidence", "modalities_disagree"}
