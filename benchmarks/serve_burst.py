@@ -10,9 +10,9 @@ trained here, else the text model):
 * ``4000x3000 RGB PNG``: the largest photo the default budget accepts (36 M samples): decoded,
   as many at once as there are CPUs, a short queue, 503 with Retry-After past it.
 
-16 upload connections send their photo again as soon as they are answered (closed loop; a 503 is
-not retried later, which is harsher than a client honouring Retry-After); 4 text connections do
-the same with JSON titles. Reported: the text latency (client's, p50/p99/max), the uploads'
+16 upload connections send their photo again as soon as they are answered (``serve_load.run_load``,
+closed loop; a 503 is not retried later, which is harsher than a client honouring Retry-After);
+4 text connections do the same with JSON titles. Reported: the text latency (client's, p50/p99/max), the uploads'
 statuses, the server's resident memory before, at its peak during (sampled every 20 ms from
 /proc) and 2 s after each scenario. Traffic goes to 127.0.0.1 only; every loop stops at its
 deadline.
@@ -96,38 +96,12 @@ def rss_mb(pid: int) -> float | None:
     return None
 
 
-async def closed_loop(port: int, raw: bytes, clients: int, deadline: float, timeout: float = 30.0
-                      ) -> tuple[list[float], dict[str, int]]:
-    """``clients`` keep-alive connections sending ``raw`` until ``deadline``: latencies of the
-    200s, and a count of every outcome."""
-    latencies: list[float] = []
-    outcomes: dict[str, int] = {}
-
-    async def client() -> None:
-        reader = writer = None
-        while time.perf_counter() < deadline:
-            try:
-                if writer is None:
-                    reader, writer = await asyncio.open_connection(LOOPBACK, port)
-                t0 = time.perf_counter()
-                writer.write(raw)
-                await writer.drain()
-                status, _ = await asyncio.wait_for(sl._read_response(reader), timeout)
-                elapsed = time.perf_counter() - t0
-            except (OSError, asyncio.IncompleteReadError, asyncio.TimeoutError, ValueError) as exc:
-                outcomes[type(exc).__name__] = outcomes.get(type(exc).__name__, 0) + 1
-                if writer is not None:
-                    writer.close()
-                reader = writer = None
-                continue
-            outcomes[str(status)] = outcomes.get(str(status), 0) + 1
-            if status == 200:
-                latencies.append(elapsed)
-        if writer is not None:
-            writer.close()
-
-    await asyncio.gather(*(client() for _ in range(clients)))
-    return latencies, outcomes
+def outcomes(result) -> dict[str, int]:
+    """Every answer of a :func:`serve_load.run_load` by status ("200", "503"...), and failures by kind."""
+    counts = {"200": len(result.latencies)} if result.latencies else {}
+    for kind, n in result.errors.items():
+        counts[kind.removeprefix("HTTP ")] = n
+    return counts
 
 
 async def burst(port: int, pid: int, photo_request: bytes, text_requests: list[bytes], *,
@@ -140,19 +114,15 @@ async def burst(port: int, pid: int, photo_request: bytes, text_requests: list[b
             peak[0] = max(peak[0], rss_mb(pid) or 0.0)
             await asyncio.sleep(0.02)
 
-    deadline = time.perf_counter() + duration
     sampler = asyncio.create_task(sample())
-    text_task = asyncio.gather(*(closed_loop(port, text_requests[i % len(text_requests)], 1, deadline)
-                                 for i in range(text_clients)))
-    photo_lat, photo_outcomes = await closed_loop(port, photo_request, uploads, deadline, timeout=60.0)
-    text_results = await text_task
+    text_task = asyncio.create_task(sl.run_load(port, text_requests, clients=text_clients, duration=duration,
+                                                timeout=30.0))
+    photos = await sl.run_load(port, [photo_request], clients=uploads, duration=duration, timeout=60.0)
+    text = await text_task
     stop.set()
     await sampler
-    text_lat = [x for lat, _ in text_results for x in lat]
-    text_outcomes: dict[str, int] = {}
-    for _, o in text_results:
-        for k, v in o.items():
-            text_outcomes[k] = text_outcomes.get(k, 0) + v
+    text_lat, photo_lat = text.latencies, photos.latencies
+    text_outcomes, photo_outcomes = outcomes(text), outcomes(photos)
     return {
         "text": {"requests": len(text_lat), "outcomes": text_outcomes,
                  "latency_ms": percentiles_ms(text_lat, (50, 99)) if text_lat else {},
@@ -190,7 +160,7 @@ def run(args) -> dict[str, Any]:
         text_requests = [sl.json_request(port, {"title": t, "description": "livraison rapide"})
                          for t in ("Carte pokémon holo rare", "Lampe de chevet en laiton",
                                    "Tapis de salon beige 160x230", "Pompe piscine hors-sol")]
-        warm_lat, _ = asyncio.run(closed_loop(port, text_requests[0], 2, time.perf_counter() + 2.0))
+        warm = asyncio.run(sl.run_load(port, text_requests, clients=2, duration=2.0))
         for name, photo in photos.items():
             before = rss_mb(pid)
             request = sl.multipart_request(port, {"title": "Tapis de salon"}, photo)
@@ -203,7 +173,7 @@ def run(args) -> dict[str, Any]:
         server_hwm = server.peak_rss_mb()
     return {"model": label, "bundle": str(bundle), "duration_s": args.duration, "uploads": args.uploads,
             "text_clients": args.text_clients, "scenarios": scenarios, "server_peak_rss_mb": server_hwm,
-            "warm_up_text_requests": len(warm_lat), "notes": notes, "machine": machine_info()}
+            "warm_up_text_requests": len(warm.latencies), "notes": notes, "machine": machine_info()}
 
 
 def markdown(p: dict[str, Any]) -> str:

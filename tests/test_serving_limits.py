@@ -7,14 +7,15 @@ from __future__ import annotations
 import asyncio
 import base64
 import codecs
+import functools
+import importlib.util
 import io
 import logging
 import socket
-import struct
 import threading
 import time
-import zlib
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -39,31 +40,25 @@ from prodcat.serving.server import _uvicorn_http  # noqa: E402
 from prodcat.text.cleaning import is_blank  # noqa: E402
 
 KEY = "k" * 24
+BENCH = Path(__file__).resolve().parents[1] / "benchmarks"
 
 
-def blank_png(width: int, height: int, color_type: int = 6) -> bytes:
-    """A real, decodable, all-zero PNG, compressed row by row: 6000×6000 RGBA is about 140 KB
-    for 144 M samples (the photo of issue 12)."""
-    bands = {0: 1, 2: 3, 6: 4}[color_type]
+@functools.cache
+def _serve_burst():
+    """``benchmarks/serve_burst.py``, for the photos it makes (the issue's 140 KB PNG)."""
+    spec = importlib.util.spec_from_file_location("serve_burst", BENCH / "serve_burst.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
-    def chunk(kind: bytes, data: bytes) -> bytes:
-        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
 
-    z = zlib.compressobj(9)
-    row = b"\x00" * (1 + width * bands)
-    idat = b"".join(z.compress(row) for _ in range(height)) + z.flush()
-    ihdr = struct.pack(">IIBBBBB", width, height, 8, color_type, 0, 0, 0)
-    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", idat) + chunk(b"IEND", b"")
+def blank_png(width: int, height: int) -> bytes:
+    """A real, decodable, all-zero RGBA PNG: 6000×6000 is about 140 KB for 144 M samples."""
+    return _serve_burst().blank_png(width, height)
 
 
 def drawn_png(size: tuple[int, int]) -> bytes:
-    im = Image.new("RGB", size, (255, 255, 255))
-    draw = ImageDraw.Draw(im)
-    for i in range(0, size[0], 97):
-        draw.line([(i, 0), (size[0] - i, size[1])], fill=(i % 255, 40, 200), width=9)
-    buf = io.BytesIO()
-    im.save(buf, "PNG", compress_level=1)
-    return buf.getvalue()
+    return _serve_burst().drawn_png(*size)
 
 
 def jpeg(size: tuple[int, int], colour=(200, 40, 40)) -> bytes:
