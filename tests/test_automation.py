@@ -92,3 +92,13 @@ def test_final_check_refuses_a_second_look_with_other_code(tmp_path):
         check.open("code-b")
     check.open("code-b", reason="bug fix in the reader")
     assert [look["fingerprint"] for look in check.looks()] == ["code-a", "code-a", "code-b"]
+
+
+def test_wilson_margin_asks_for_more_evidence():
+    rng = np.random.default_rng(0)
+    confidence = rng.random(2000)
+    correct = rng.random(2000) < confidence ** 0.3  # surer answers are right more often
+    plain = threshold_for_precision(confidence, correct, 0.9)
+    careful = threshold_for_precision(confidence, correct, 0.9, z=1.0)
+    assert careful["threshold"] >= plain["threshold"]
+    assert careful["precision"] >= plain["precision"] >= 0.9

@@ -18,6 +18,28 @@ from prodcat.explain import explain_listing, explain_text, linear_head
 from prodcat.explain.text import linear_contributions, listing_tokens, listing_without
 from prodcat.text.cleaning import clean_text
 
+@pytest.fixture(scope="session")
+def trained(rakuten_session_dir):
+    """A Classifier whose text model is one TextClassifier: the exact per-head decompositions
+    below are checked against that head; the default ensemble has its own test."""
+    from prodcat.data import read_catalog
+    from prodcat.model import Classifier
+    from prodcat.text import TextClassifier
+
+    catalog = read_catalog(rakuten_session_dir).labelled()
+    return Classifier(text=TextClassifier()).fit(catalog.X, catalog.y, taxonomy=catalog.taxonomy), catalog
+
+
+@pytest.fixture(scope="session")
+def trained_ensemble(rakuten_session_dir):
+    """The default Classifier (its text model the ensemble)."""
+    from prodcat.data import read_catalog
+    from prodcat.model import Classifier
+
+    catalog = read_catalog(rakuten_session_dir).labelled()
+    return Classifier().fit(catalog.X, catalog.y, taxonomy=catalog.taxonomy), catalog
+
+
 LISTING = {"title": "Carte Pokémon holo rare - Booster",
            "description": "<p>Tr&egrave;s bel article&nbsp;: <b>deck</b> dresseur, pompe.</p> Édition 2020"}
 
@@ -45,6 +67,27 @@ def test_word_contributions_add_up_to_the_class_score_exactly(trained):
         # Probabilities are the model's own, best first.
         probs = [c.probability for c in e.classes]
         assert probs == sorted(probs, reverse=True)
+
+
+def test_ensemble_words_add_up_to_its_members_weighted_scores(trained_ensemble):
+    model, catalog = trained_ensemble
+    ens = model.text_
+    if not hasattr(ens, "members_"):
+        pytest.skip("the default text model is a single model here (no sentence encoder)")
+    for listing in [LISTING] + [{"title": r.title, "description": r.description}
+                                for r in catalog.X.iloc[:5].itertuples()]:
+        e = explain_text(model, listing, k=len(model.classes_))
+        assert e.method == "linear" and "ensemble" in e.unit
+        X = pd.DataFrame([listing])
+        expected = np.zeros(len(model.classes_))
+        for name, m in ens.members_.items():
+            if hasattr(m, "sigmoids_"):
+                est, cols, a, b = m.sigmoids_
+                expected[cols] += ens.weights_[name] * -(a * est.decision_function(m.transform(X))[0] + b)
+            else:
+                expected += ens.weights_[name] * m.head_.decision_function(m._embed(X))[0]
+        for c in e.classes:
+            assert c.score == pytest.approx(expected[list(model.classes_).index(c.code)], abs=1e-3)
 
 
 def test_character_ngrams_are_folded_onto_the_words_they_come_from(trained):

@@ -109,17 +109,25 @@ def test_sharpen_and_fit_power():
     assert fit_power(np.tile(p, (50, 1)), y) > 1.0
 
 
-def test_ensemble_fits_each_member_once_and_blends_out_of_fold():
+@pytest.mark.parametrize("pooling", ["linear", "geometric", "log-linear"])
+def test_ensemble_fits_each_member_once_and_blends_out_of_fold(pooling):
     X, y = listings(20)
-    ens = TextEnsemble(members=fast_members()).fit(X, y)
+    ens = TextEnsemble(members=fast_members(), pooling=pooling).fit(X, y)
     assert set(ens.weights_) == {"svm", "svm-title"}
-    assert sum(ens.weights_.values()) == pytest.approx(1.0)
+    assert min(ens.weights_.values()) >= 0 and max(ens.weights_.values()) > 0
+    if pooling == "log-linear":
+        assert ens.power_ == 1.0  # its weights are also its temperature
+    else:
+        assert sum(ens.weights_.values()) == pytest.approx(1.0)
+    if pooling == "geometric":
+        assert ens.weights_ == {"svm": 0.5, "svm-title": 0.5}
     assert set(ens.members_) == {n for n, w in ens.weights_.items() if w > 0}
     assert ens.oof_proba_.shape == (len(y), 4)
     assert set(ens.member_scores_) == {"svm", "svm-title", "ensemble"}
-    # Greedy selection starts from the best single member: never worse out of fold.
+    # The fitted poolings can fall back on the best single member: never worse out of fold.
     best = min(ens.member_scores_[n]["log_loss"] for n in ("svm", "svm-title"))
-    assert ens.member_scores_["ensemble"]["log_loss"] <= best + 1e-9
+    if pooling != "geometric":
+        assert ens.member_scores_["ensemble"]["log_loss"] <= best + 1e-9
     proba = ens.predict_proba(X.head(5))
     np.testing.assert_allclose(proba.sum(axis=1), 1.0)
     assert list(ens.classes_) == sorted(WORDS)
@@ -137,7 +145,7 @@ def test_ensemble_cross_validates_members_without_out_of_fold_probabilities():
                           TfidfVectorizer(), LogisticRegression())
     X, y = listings(15)
     ens = TextEnsemble(members={"plain": plain}, cv=3).fit(X, y)
-    assert ens.weights_ == {"plain": 1.0}
+    assert set(ens.weights_) == {"plain"} and ens.weights_["plain"] > 0  # also a temperature
     assert ens.oof_proba_.shape == (len(y), 4)
 
 

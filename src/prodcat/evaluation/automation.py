@@ -16,12 +16,14 @@ import numpy as np
 PRECISION_TARGETS = (0.90, 0.95, 0.98)
 
 
-def threshold_for_precision(confidence: np.ndarray, correct: np.ndarray, target: float) -> dict:
+def threshold_for_precision(confidence: np.ndarray, correct: np.ndarray, target: float,
+                            z: float = 0.0) -> dict:
     """The lowest confidence threshold whose filed listings are at least ``target`` correct.
 
     Listings are filed when their top probability is ``>= threshold``. Among the thresholds
-    that keep the precision of what is filed at or above ``target``, the one filing the most is
-    returned; when none does (not even the single most confident listing), the threshold is
+    that keep the precision of what is filed at or above ``target`` — with ``z > 0``, the
+    Wilson lower bound of that precision at ``z`` standard errors, so that a threshold chosen on
+    a few hundred listings still holds on the next ones — the one filing the most is returned; when none does (not even the single most confident listing), the threshold is
     just above the highest confidence, so nothing is filed. Returns ``threshold``,
     ``coverage`` (share filed), ``precision`` (of those filed), ``n_filed`` and ``n``.
     """
@@ -38,13 +40,23 @@ def threshold_for_precision(confidence: np.ndarray, correct: np.ndarray, target:
     last_of_run = np.r_[conf[1:] != conf[:-1], True]
     filed = np.arange(1, n + 1)
     precision = hits / filed
-    ok = np.flatnonzero(last_of_run & (precision >= target))
+    ok = np.flatnonzero(last_of_run & (wilson_lower(precision, filed, z) >= target))
     if ok.size == 0:
         return {"threshold": float(np.nextafter(conf[0], np.inf)), "coverage": 0.0,
                 "precision": None, "n_filed": 0, "n": n}
     k = ok[-1]
     return {"threshold": float(conf[k]), "coverage": float(filed[k] / n),
             "precision": float(precision[k]), "n_filed": int(filed[k]), "n": n}
+
+
+def wilson_lower(p: np.ndarray, n: np.ndarray, z: float) -> np.ndarray:
+    """Wilson score lower bound of a proportion ``p`` observed on ``n`` trials."""
+    if z <= 0:
+        return p
+    z2 = z * z
+    centre = p + z2 / (2 * n)
+    spread = z * np.sqrt(p * (1 - p) / n + z2 / (4 * n * n))
+    return (centre - spread) / (1 + z2 / n)
 
 
 def coverage_at_precision(proba: np.ndarray, y_idx: np.ndarray,

@@ -304,6 +304,17 @@ def explain_text(model, listing: dict, k: int = 3, method: str = "auto", proba: 
     else:
         targets = [int(np.flatnonzero(known == str(c))[0]) for c in targets if str(c) in known]
     codes = [str(c) for c in known[targets]]
+    if getattr(text_model, "members_", None) is not None and method in ("auto", "linear"):
+        pooled = ensemble_contributions(text_model, listing, codes)
+        if pooled is not None:
+            tokens, contrib, dense, bias = pooled
+            classes = [ClassWords(c, float(proba[t]), contrib[i], float(dense[i]), float(bias[i]))
+                       for i, (c, t) in enumerate(zip(codes, targets, strict=True))]
+            return TextExplanation(tokens, classes, "weighted log-odds of the ensemble's members",
+                                   "linear", time.perf_counter() - started,
+                                   {"members": dict(text_model.weights_)})
+        if method == "linear":
+            raise ConfigError("this ensemble has members that are not linear: use method='lime'")
     head = linear_head(text_model) if method in ("auto", "linear") else None
     if method == "linear" and head is None:
         raise ConfigError("this text head is not linear: use method='lime'")
@@ -326,6 +337,48 @@ def explain_text(model, listing: dict, k: int = 3, method: str = "auto", proba: 
                            {"lime_samples": lime_samples, "local_r2": [round(s, 4) for s in scores]})
 
 
+def ensemble_contributions(ensemble, listing: dict, codes: list[str]):
+    """Exact word contributions to ``Σ_m w_m · score_m`` of a log-linear text ensemble, whose
+    pooled log-probability is ``Σ_m w_m · log P_m`` up to normalisation: each member's score is
+    its Platt log-odds (TF-IDF members, exact per word) or its logit (a member on a sentence
+    embedding alone, which belongs to the listing as a whole: reported as ``dense``).
+
+    Returns ``(tokens, contributions, dense, bias)`` like :func:`linear_contributions`, or None
+    when a member is neither, or the TF-IDF members read the listing's words differently.
+    """
+    tokens, contrib, dense, bias = None, None, np.zeros(len(codes)), np.zeros(len(codes))
+    for name, member in ensemble.members_.items():
+        w = ensemble.weights_[name]
+        known = np.asarray(member.classes_).astype(str)
+        rows = [int(np.flatnonzero(known == c)[0]) if c in known else -1 for c in codes]
+        if hasattr(member, "features_"):
+            head = linear_head(member)
+            if head is None or head.platt is None or -1 in rows:
+                return None
+            toks, c, d, b = linear_contributions(member, listing, rows, head)
+            if tokens is None:
+                tokens, contrib = toks, np.zeros((len(codes), len(toks)))
+            elif [t.text for t in toks] != [t.text for t in tokens]:
+                return None
+            scale, offset = head.platt[0][rows], head.platt[1][rows]
+            contrib += w * c * scale[:, None]
+            dense += w * d * scale
+            bias += w * (b * scale + offset)
+        elif hasattr(member, "head_") and hasattr(member, "_embed") and -1 not in rows:
+            import pandas as pd
+
+            X = pd.DataFrame({"title": [listing.get("title") or ""],
+                              "description": [listing.get("description") or ""]})
+            z = member.head_.decision_function(member._embed(X))[0]
+            dense += w * (z[rows] - member.head_.intercept_[rows])
+            bias += w * member.head_.intercept_[rows]
+        else:
+            return None
+    if tokens is None:
+        return None
+    return tokens, contrib, dense, bias
+
+
 # --- LIME -------------------------------------------------------------------------------------
 
 
@@ -344,7 +397,7 @@ def lime_weights(text_model, listing: dict, targets: list[int], samples: int = 5
 
     if samples < 10:
         raise ConfigError("LIME needs at least 10 samples")
-    features = text_model.features_
+    features = _token_features(text_model)
     title, description = str(listing.get("title") or ""), str(listing.get("description") or "")
     tokens = listing_tokens(title, description, features)
     title_text = " ".join(t.text for t in tokens if t.field == "title")
@@ -372,3 +425,15 @@ def lime_weights(text_model, listing: dict, targets: list[int], samples: int = 5
     scores = [float(explanation.score[t]) if isinstance(explanation.score, dict) else float(explanation.score)
               for t in targets]
     return tokens, weights, intercepts, scores
+
+
+def _token_features(text_model):
+    """The TF-IDF features whose cleaning defines the listing's words: the model's own, or an
+    ensemble's first TF-IDF member's."""
+    features = getattr(text_model, "features_", None)
+    if features is not None:
+        return features
+    for member in getattr(text_model, "members_", {}).values():
+        if hasattr(member, "features_"):
+            return member.features_
+    raise ConfigError("this text model has no TF-IDF features to read the listing's words with")
