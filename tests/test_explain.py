@@ -18,6 +18,7 @@ from prodcat.explain import explain_listing, explain_text, linear_head
 from prodcat.explain.text import linear_contributions, listing_tokens, listing_without
 from prodcat.text.cleaning import clean_text
 
+
 @pytest.fixture(scope="session")
 def trained(rakuten_session_dir):
     """A Classifier whose text model is one TextClassifier: the exact per-head decompositions
