@@ -134,8 +134,9 @@ def classify(service: ModelService, title: str, description: str = "", image: by
     store = None
     try:
         if image is not None:
+            # Decoded once at the encoder's size, as the API does: both then answer alike.
             checked = check_image(image, max_bytes=max_image_bytes, max_pixels=max_image_pixels,
-                                  name="The photo")
+                                  target_size=service.decode_size, name="The photo")
             store = ImageStore()
             path = store.write(checked)
         query = Query(title=title, description=description or "", image=str(path) if path else None,
