@@ -102,3 +102,20 @@ def test_wilson_margin_asks_for_more_evidence():
     careful = threshold_for_precision(confidence, correct, 0.9, z=1.0)
     assert careful["threshold"] >= plain["threshold"]
     assert careful["precision"] >= plain["precision"] >= 0.9
+
+
+def test_metrics_report_parents_and_precision_coverage():
+    from prodcat.data.taxonomy import Taxonomy
+    from prodcat.evaluation import compute_metrics
+
+    taxonomy = Taxonomy.from_records([
+        {"code": "10", "name": "Livres", "parent": "Livres"},
+        {"code": "20", "name": "Magazines", "parent": "Livres"},
+        {"code": "30", "name": "Consoles", "parent": "Jeux"}])
+    proba = np.array([[0.1, 0.8, 0.1], [0.7, 0.2, 0.1], [0.1, 0.1, 0.8], [0.3, 0.3, 0.4]])
+    m = compute_metrics(["10", "10", "30", "20"], proba, ["10", "20", "30"], taxonomy)
+    # Wrong kind of book (10 read as 20) is right one level up; 20 read as 30 is not.
+    assert m["accuracy"] == 0.5
+    assert m["parent"]["accuracy"] == 0.75 and m["parent"]["n_parents"] == 2
+    assert [c["target_precision"] for c in m["precision_coverage"]] == [0.9, 0.95, 0.98]
+    assert m["precision_coverage"][0]["n_filed"] == 0  # the surest answer (0.8) is already wrong

@@ -170,6 +170,10 @@ def _headline(m: Mapping) -> str:
         ["ECE", _num(m.get("ece"))],
         ["Log loss", _num(m.get("log_loss"))],
     ]
+    parent = m.get("parent")
+    if parent:  # one level up the taxonomy: a wrong kind of book is still a book
+        rows += [[f"Parent category weighted F1 ({parent['n_parents']} parents)", _num(parent["weighted_f1"])],
+                 ["Parent category accuracy", _pct(parent["accuracy"])]]
     return _table(["Metric", "Value"], rows, "lr")
 
 
