@@ -250,13 +250,20 @@ def rehash(path: Path) -> None:
     (path / MANIFEST).write_text(json.dumps(manifest), encoding="utf-8")
 
 
+def edit_json(file: Path, change, *, compressed: bool = False) -> None:
+    data = file.read_bytes()
+    value = json.loads(gzip.decompress(data) if compressed else data)
+    change(value)
+    data = json.dumps(value).encode()
+    file.write_bytes(gzip.compress(data) if compressed else data)
+
+
 def forge_tree(path: Path, change, arrays: bytes | None = None) -> None:
-    tree = json.loads(gzip.decompress((path / CLASSIFIER_PART).read_bytes()))
     if arrays is not None:
         (path / ARRAYS_PART).write_bytes(arrays)
-    tree["arrays_sha256"] = hashlib.sha256((path / ARRAYS_PART).read_bytes()).hexdigest()
-    change(tree)
-    (path / CLASSIFIER_PART).write_bytes(gzip.compress(json.dumps(tree).encode()))
+    arrays_sha256 = hashlib.sha256((path / ARRAYS_PART).read_bytes()).hexdigest()
+    edit_json(path / CLASSIFIER_PART, lambda tree: (tree.update(arrays_sha256=arrays_sha256), change(tree)),
+              compressed=True)
     rehash(path)
 
 
@@ -362,6 +369,15 @@ def test_an_encoder_pointed_at_another_module_is_refused(bundle_copy):
         load_bundle(bundle_copy)
 
 
+def test_a_vectorizer_told_to_open_files_is_refused(bundle_copy):
+    def swap(tree):
+        first_node(tree, lambda n: n.get("cls", "").endswith("TfidfVectorizer"))["state"]["v"]["input"] = "filename"
+
+    forge_tree(bundle_copy, swap)
+    with pytest.raises(BundleError, match="vectorizer reads 'filename'"):
+        load_bundle(bundle_copy)
+
+
 def test_a_root_that_is_not_a_classifier_is_refused(bundle_copy):
     forge_tree(bundle_copy, lambda tree: tree.update(root={"~": "pdict", "v": {}}))
     with pytest.raises(BundleError, match="Classifier"):
@@ -372,10 +388,8 @@ def test_a_root_that_is_not_a_classifier_is_refused(bundle_copy):
 # the manifest
 
 
-def edit_manifest(path, change):
-    m = json.loads((path / MANIFEST).read_text(encoding="utf-8"))
-    change(m)
-    (path / MANIFEST).write_text(json.dumps(m), encoding="utf-8")
+def edit_manifest(path: Path, change) -> None:
+    edit_json(path / MANIFEST, change)
 
 
 @pytest.mark.parametrize("file", ["../outside.json.gz", "/etc/passwd", "a/../../x", "", "..\\x", "./x"])

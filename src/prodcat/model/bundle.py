@@ -443,15 +443,22 @@ def _read_part(path: Path, manifest: dict, name: str) -> bytes:
     return data
 
 
-def _check_encoder_specs(path: Path, instances: list) -> None:
-    """An encoder's spec names the module it imports and the weights it runs: it must be the one
-    this prodcat registers under that name, so a bundle cannot point an encoder elsewhere."""
+def _check_inert(path: Path, instances: list) -> None:
+    """Allowlisted classes can still be told to reach outside the bundle through their
+    attributes: an encoder's spec names the module it imports and the weights it runs, a text
+    vectorizer's ``input`` can make it open files named by the listings. Those must be what
+    prodcat itself would have stored."""
+    from sklearn.feature_extraction.text import CountVectorizer
+
     from prodcat.image.encoders import ENCODERS, EncoderSpec
     from prodcat.text.encoders import TEXT_ENCODERS, TextEncoderSpec
 
     code_fields = {TextEncoderSpec: (TEXT_ENCODERS, ("package", "module", "backend")),
                    EncoderSpec: (ENCODERS, ("arch", "weights_module", "weights_class", "weights_file"))}
     for obj in instances:
+        if isinstance(obj, CountVectorizer) and getattr(obj, "input", "content") != "content":
+            raise BundleError(f"bundle {path}: a text vectorizer reads {obj.input!r} instead of the "
+                              "listings' text; refusing to load it")
         registry, fields = code_fields.get(type(obj), (None, ()))
         if registry is None:
             continue
@@ -506,7 +513,7 @@ def load_bundle(path: str | Path, *, require_signature: bool | None = None,
         except Exception as exc:  # a state this install's classes cannot take
             raise BundleError(f"cannot load bundle {path}: {type(exc).__name__}: {exc}; retrain the "
                               "model with this install") from None
-        _check_encoder_specs(path, instances)
+        _check_inert(path, instances)
     if not isinstance(model, Classifier):
         raise BundleError(f"bundle {path} does not hold a prodcat Classifier")
     encoder = _image_encoder(model)

@@ -79,6 +79,7 @@ class SignedStoreBackend(FileSystemStoreBackend):
     def configure(self, location, verbose=1, backend_options=None):
         options = dict(backend_options or {})
         self._key = options.pop("key")
+        self._checked: tuple[list, bytes] | None = None
         private_dir(Path(location))
         super().configure(location, verbose=verbose, backend_options=options)
 
@@ -103,16 +104,21 @@ class SignedStoreBackend(FileSystemStoreBackend):
         return data if hmac.compare_digest(self._signature(call_id, data), recorded) else None
 
     def contains_item(self, call_id):
+        self._checked = None
         if not super().contains_item(call_id):
             return False
-        if self._verified(call_id) is None:
+        data = self._verified(call_id)
+        if data is None:
             warnings.warn(f"fit cache: an entry of {call_id[0]} is not signed with your key (written by "
                           "another user or an older prodcat, or changed); fitting it again", stacklevel=2)
             return False
+        # joblib loads right after asking: the bytes just checked are the ones it gets.
+        self._checked = (list(call_id), data)
         return True
 
     def load_item(self, call_id, verbose=1, timestamp=None, metadata=None):
-        data = self._verified(call_id)
+        checked, self._checked = self._checked, None
+        data = checked[1] if checked is not None and checked[0] == list(call_id) else self._verified(call_id)
         if data is None:
             raise KeyError(f"fit cache entry {'/'.join(call_id)} is missing or not signed with your key")
         return numpy_pickle.load(io.BytesIO(data))
