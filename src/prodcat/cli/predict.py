@@ -15,6 +15,7 @@ from prodcat.batch.prediction import DEFAULT_PARTITION_ROWS
 from prodcat.cli.common import echo, read_data
 from prodcat.cli.options import (
     DEFAULT_IMAGE_ENCODER,
+    bundle_trust_options,
     data_options,
     source_options,
     split_data_kwargs,
@@ -44,6 +45,7 @@ from prodcat.image import list_encoders
               help="with --data: queue the listings that need review (unsure, or text and photo "
                    "disagree) in this review store (sqlite:///reviews.db, postgresql://...)")
 @data_options
+@bundle_trust_options
 def predict(model_dir, title, description, image, top_k, as_json, data, out, scheduler, workers,
             partition_rows, restart, review_db, **kwargs):
     """Predict the top-k categories of one listing, or of a whole data set (--data, --out)."""

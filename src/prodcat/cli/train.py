@@ -10,7 +10,12 @@ import click
 
 from prodcat.cli.common import echo, read_data
 from prodcat.cli.modelling import build_classifier, cv_folds, cv_modalities, fit_params, fold_scores
-from prodcat.cli.options import fitting_options, split_fitting_kwargs, start_tracking
+from prodcat.cli.options import (
+    fitting_options,
+    signing_options,
+    split_fitting_kwargs,
+    start_tracking,
+)
 from prodcat.errors import DataError
 
 #: The CV scores a bundle's manifest keeps (the full report is ``prodcat evaluate --cv``'s).
@@ -26,6 +31,7 @@ CV_HEADLINE = ("n", "weighted_f1", "macro_f1", "accuracy", "top3_accuracy", "ece
               help="reviewed labels (a review store URL or a `prodcat corrections export` file): they "
                    "override the given labels; reviewed listings the data lacks are added")
 @fitting_options
+@signing_options
 def train(data, out, cv, corrections, **kwargs):
     """Train a classifier and save it as a bundle."""
     from prodcat.evaluation import compute_metrics
