@@ -28,6 +28,7 @@ import json
 import os
 import threading
 import time
+from collections import OrderedDict
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import asdict, dataclass, field
 from importlib.metadata import PackageNotFoundError, version
@@ -46,6 +47,12 @@ from prodcat.text.cleaning import clean_text
 
 #: Bump when the text preparation changes: embeddings cached before are then ignored.
 PREPARE_VERSION = 1
+#: Texts encoded most recently in this process, by ``(encoder id, text)``: the ensemble's members
+#: that read the same encoder ask for the same vectors one after the other, and a served listing
+#: must not pay two cache round trips for them.
+_RECENT: OrderedDict[tuple[str, str], np.ndarray] = OrderedDict()
+_RECENT_SIZE = 4096
+_RECENT_LOCK = threading.Lock()
 EXTRA_HINT = "pip install 'prodcat[text-dense]'"
 COMBINES = ("title", "title+description")
 
@@ -106,6 +113,19 @@ def create_text_encoder(name: str = "use-multilingual", *, threads: int | None =
     if isinstance(name, SentenceEncoder):
         return name
     return SentenceEncoder(TEXT_ENCODERS.get(name), threads=threads)
+
+
+def _remember(encoder_id: str, rows_of: dict[str, list[int]], embeddings: np.ndarray) -> None:
+    """Keep the last texts' vectors in :data:`_RECENT` (a small batch only: a training run's
+    tens of thousands of texts would just churn it)."""
+    if len(rows_of) > _RECENT_SIZE // 4:
+        return
+    with _RECENT_LOCK:
+        for text, rows in rows_of.items():
+            _RECENT[(encoder_id, text)] = embeddings[rows[0]].copy()
+            _RECENT.move_to_end((encoder_id, text))
+        while len(_RECENT) > _RECENT_SIZE:
+            _RECENT.popitem(last=False)
 
 
 def installed_version(spec: TextEncoderSpec) -> str | None:
@@ -299,11 +319,21 @@ class SentenceEncoder(LazyLoaded):
         if not rows_of:
             result.seconds = time.perf_counter() - started
             return result
-        store = open_cache(cache)
         todo = list(rows_of)
+        encoder_id = self.encoder_id
+        with _RECENT_LOCK:
+            for text in todo:
+                vector = _RECENT.get((encoder_id, text))
+                if vector is not None:
+                    result.embeddings[rows_of[text]] = vector
+                    result.n_from_cache += 1
+        todo = [text for text in todo if (encoder_id, text) not in _RECENT]
+        if not todo:
+            result.seconds = time.perf_counter() - started
+            return result
+        store = open_cache(cache)
         try:
             if store is not None:
-                encoder_id = self.encoder_id
                 digests = {text: content_digest(text) for text in todo}
                 found = store.get_many(encoder_id, list(digests.values()))
                 for text in todo:
@@ -330,6 +360,7 @@ class SentenceEncoder(LazyLoaded):
         finally:
             if store is not None and store is not cache:
                 store.close()
+        _remember(encoder_id, rows_of, result.embeddings)
         result.seconds = time.perf_counter() - started
         return result
 
