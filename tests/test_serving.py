@@ -280,7 +280,7 @@ def test_categories(client, service):
 def test_model_summary(client, service):
     body = client.get("/v1/model").json()
     assert body["model_id"] == service.model_id
-    assert body["n_classes"] == 4 and body["threshold"] == 0.8 and body["modalities"] == ["text"]
+    assert body["n_classes"] == 4 and body["threshold"] == service.threshold and body["modalities"] == ["text"]
     assert body["training"]["n_listings"] > 0 and "class_counts" not in body["training"]
     assert body["limits"]["max_batch"] == 8
     assert "taxonomy" not in body and "parameters" not in body
