@@ -346,3 +346,27 @@ def test_save_over_bundle_and_into_empty_folder(trained, bundle_copy, tmp_path):
     assert load_bundle(empty)[1]["classes"] == sorted(RAKUTEN_CLASSES)
     assert sorted(p.name for p in empty.iterdir()) == sorted([ARRAYS_PART, CLASSIFIER_PART, MANIFEST])
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]
+
+
+def test_classifier_docstring_example_runs():
+    import doctest
+
+    from prodcat.model import classifier
+
+    finder = doctest.DocTestFinder()
+    runner = doctest.DocTestRunner(optionflags=doctest.ELLIPSIS)
+    (test,) = [t for t in finder.find(classifier.Classifier, "Classifier") if t.examples]
+    result = runner.run(test)
+    assert result.failed == 0 and result.attempted >= 4
+
+
+def test_classifier_checks_its_parameters_first():
+    from prodcat.errors import ConfigError
+
+    X = pd.DataFrame({"title": ["a", "b", "c", "d"], "description": [""] * 4})
+    with pytest.raises(ConfigError, match="'threshold' parameter of Classifier"):
+        Classifier(threshold=5).fit(X, ["x", "y", "x", "y"])
+    with pytest.raises(ValueError, match="fusion"):
+        Classifier(fusion="magic").fit(X, ["x", "y", "x", "y"])
+    with pytest.raises(ValueError, match="inconsistent numbers of samples"):
+        Classifier().fit(X, ["x", "y", "x"])

@@ -218,7 +218,8 @@ class Classifier(ClassifierMixin, BaseEstimator):
         text = self.text if self.text is not None else default_text_model(self.random_state)
         splits = self._splits(y)
         self.text_ = remembered(memory, fit_text)(text, X, y, code)
-        oof = remembered(memory, text_out_of_fold)(self.text_, text, X, y, splits, self.classes_, code)
+        oof = remembered(memory, text_out_of_fold)(self.text_, text, X, y, splits=splits,
+                                                   classes=self.classes_, code=code)
         images = self._embed_for_fit(X, y)
         if images is not None:
             extra = self._embed_unlabelled(unlabelled)
@@ -233,8 +234,8 @@ class Classifier(ClassifierMixin, BaseEstimator):
             self.fusion_["n_pseudo_labelled"] = self.n_pseudo_labelled_
             if self.fusion_["method"] == "early":
                 self.early_ = remembered(memory, fit_early)(
-                    self.text_, self.image_, X, y, images.embeddings, images.ok, self.random_state,
-                    code)
+                    self.text_, self.image_, X, y, images.embeddings, images.ok,
+                    random_state=self.random_state, code=code)
                 self.early_.text_model_, self.early_.image_model_ = self.text_, self.image_
         self._set_threshold(oof, y)
         trim(memory)
@@ -298,15 +299,18 @@ class Classifier(ClassifierMixin, BaseEstimator):
         """Out-of-fold image probabilities beside the text's on the listings with photos → a
         fuser; returns the chosen fusion's out-of-fold probabilities of those listings."""
         ok = images.ok
-        with_early = self.fusion in ("early", "auto") and hasattr(self.text_, "transform")
+        # Early fusion reads the text model's TF-IDF rows (an ensemble's first TF-IDF member's).
+        with_early = self.fusion in ("early", "auto") and (
+            hasattr(self.text_, "features_") or getattr(self.text_, "features_member_", None) is not None)
         p_image, p_early = remembered(memory, image_out_of_fold)(
-            self.image, self.text_, with_early, X, y, images.embeddings, ok, extra, sure, labels,
-            splits, self.classes_, self.random_state, code)
+            self.image, self.text_, X, y, images.embeddings, ok, with_early=with_early, extra=extra,
+            sure=sure, labels=labels, splits=splits, classes=self.classes_,
+            random_state=self.random_state, code=code)
         rows = np.flatnonzero(ok)
         y_idx = np.searchsorted(self.classes_.astype(str), y[rows])
         chosen, self.fuser_, scores, accuracy, fused = remembered(memory, choose_fusion)(
             p_text[rows], p_image[rows], p_early[rows] if p_early is not None else None, y_idx,
-            self.fusion, self.random_state, code)
+            requested=self.fusion, random_state=self.random_state, code=code)
         self.fusion_ = {"method": chosen, "requested": self.fusion, "folds": len(splits),
                         "n_fused": int(ok.sum()), "oof_log_loss": scores, "oof_accuracy": accuracy,
                         **({"fuser": self.fuser_.describe()} if self.fuser_ is not None else {})}

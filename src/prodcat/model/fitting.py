@@ -51,7 +51,7 @@ def with_pseudo_labels(embeddings, ok, y, extra, sure, labels):
             np.concatenate([y, labels]), int(sure.sum()))
 
 
-def text_out_of_fold(text_model, text_estimator, X, y, splits, classes, code):
+def text_out_of_fold(text_model, text_estimator, X, y, *, splits, classes, code):
     """Every listing's text probabilities from a model that did not see it.
 
     A text model that keeps the out-of-fold probabilities of its own calibration
@@ -68,8 +68,8 @@ def text_out_of_fold(text_model, text_estimator, X, y, splits, classes, code):
     return p_text
 
 
-def image_out_of_fold(image_estimator, text_model, with_early, X, y, embeddings, ok, extra, sure,
-                      labels, splits, classes, random_state, code):
+def image_out_of_fold(image_estimator, text_model, X, y, embeddings, ok, *, with_early, extra,
+                      sure, labels, splits, classes, random_state, code):
     """Out-of-fold image (and early-fusion) probabilities of the listings with a photo.
 
     Only image heads (and early-fusion heads) are fitted per fold: the text model is fitted
@@ -94,7 +94,7 @@ def image_out_of_fold(image_estimator, text_model, with_early, X, y, embeddings,
     return p_image, p_early
 
 
-def fit_early(text_model, image_model, X, y, embeddings, ok, random_state, code):
+def fit_early(text_model, image_model, X, y, embeddings, ok, *, random_state, code):
     """Early fusion over the fitted text and image models; returned without them
     (``text_model_``/``image_model_`` None: the caller attaches its own, equal, models so a
     bundle stores each model once)."""
@@ -104,7 +104,7 @@ def fit_early(text_model, image_model, X, y, embeddings, ok, random_state, code)
     return early
 
 
-def choose_fusion(oof_text, oof_image, oof_early, y_idx, requested, random_state, code):
+def choose_fusion(oof_text, oof_image, oof_early, y_idx, *, requested, random_state, code):
     """Score every candidate fusion on out-of-fold probabilities; fit the best.
 
     Returns ``(chosen name, fitted fuser or None for early fusion, log losses, accuracies,

@@ -276,3 +276,16 @@ class TextEnsemble(ClassifierMixin, BaseEstimator):
 
     def predict(self, X) -> np.ndarray:
         return self.classes_[np.argmax(self.predict_proba(X), axis=1)]
+
+    @property
+    def features_member_(self):
+        """The first kept member with TF-IDF features (what early fusion reads), or None."""
+        check_is_fitted(self, "members_")
+        return next((m for m in self.members_.values() if hasattr(m, "features_")), None)
+
+    def transform(self, X):
+        """The TF-IDF (and dense) features of :attr:`features_member_`."""
+        member = self.features_member_
+        if member is None:
+            raise ValueError("no member of this ensemble has TF-IDF features")
+        return member.transform(X)
