@@ -33,12 +33,18 @@ from pathlib import Path, PurePosixPath
 from typing import Any
 
 import joblib
-from sklearn.base import clone
 
 import prodcat
 from prodcat.errors import BundleError, ConfigError
 from prodcat.hashing import sha256_file
 from prodcat.model import signing
+from prodcat.model.describe import (
+    _check_text_encoder,
+    _image_encoder,
+    _jsonable_params,
+    _text_encoder_record,
+    _text_model_record,
+)
 from prodcat.model.safe_state import read_state, write_state
 
 FORMAT = "prodcat-bundle"
@@ -83,24 +89,6 @@ def library_versions() -> dict[str, str]:
 
 def _minor(version: str) -> str:
     return ".".join(version.split(".")[:2])
-
-
-def _jsonable_params(model) -> dict[str, Any]:
-    def conv(v):
-        if hasattr(v, "get_params"):
-            return {"class": type(v).__name__, "params": {k: conv(x) for k, x in v.get_params(deep=False).items()}}
-        if isinstance(v, tuple | list):
-            return [conv(x) for x in v]
-        if isinstance(v, dict):
-            return {str(k): conv(x) for k, x in v.items()}
-        return v if isinstance(v, str | int | float | bool | type(None)) else repr(v)
-
-    record = conv(model)
-    text = getattr(model, "text_", None)
-    if record.get("params", {}).get("text", "") is None and text is not None:
-        # The default text model (text=None) is recorded as the model that was fitted.
-        record["params"]["text"] = conv(clone(text))
-    return record
 
 
 def _part_record(tmp: Path, file: str, **extra) -> dict:
@@ -339,67 +327,6 @@ def read_manifest(path: str | Path, *, require_signature: bool | None = None,
     """
     return _load_manifest(Path(path), require_signature=require_signature, sign_key=sign_key,
                           allow_pickle=allow_pickle)[0]
-
-
-def _image_encoder(model):
-    image = getattr(model, "image_", None)
-    return getattr(image, "encoder_", None) if image is not None else None
-
-
-def _text_encoder(model):
-    """The text model's sentence encoder (``TextClassifier(dense=...)``, an ensemble member's),
-    or None. Every member of the default ensemble uses the same one."""
-    for text in _text_models(getattr(model, "text_", None)):
-        encoder = (getattr(getattr(text, "features_", None), "dense_encoder_", None)
-                   or getattr(text, "encoder_", None))
-        if encoder is not None:
-            return encoder
-    return None
-
-
-def _text_models(text) -> list:
-    """The text model itself, or an ensemble's kept members."""
-    if text is None:
-        return []
-    members = getattr(text, "members_", None)
-    return list(members.values()) if members else [text]
-
-
-def _text_model_record(model) -> dict:
-    """What the text model is, for the manifest: its class, and an ensemble's weights and
-    members' out-of-fold scores."""
-    text = getattr(model, "text_", None)
-    record = {"class": type(text).__name__}
-    if getattr(text, "weights_", None) is not None:
-        record.update(weights=text.weights_, power=text.power_, oof_scores=text.member_scores_)
-    return record
-
-
-def _text_encoder_record(model) -> dict | None:
-    # The encoder's weights are not stored: its package ships them (tens of MB) and is re-created
-    # at load time; the manifest pins the package version the embeddings came from.
-    encoder = _text_encoder(model)
-    if encoder is None:
-        return None
-    return {"name": encoder.name, "package": encoder.spec.package, "version": encoder.pin_version(),
-            "encoder_id": encoder.encoder_id, "dim": encoder.dim}
-
-
-def _check_text_encoder(path: Path, manifest: dict) -> None:
-    record = manifest.get("text_encoder")
-    if not record:
-        return
-    from importlib.metadata import PackageNotFoundError, version
-
-    package, wanted = record.get("package"), record.get("version")
-    try:
-        installed = version(str(package))
-    except PackageNotFoundError:
-        raise BundleError(f"bundle {path} uses the {record.get('name')} text encoder, which needs "
-                          f"{package}=={wanted}: pip install 'prodcat[text-dense]'") from None
-    if installed != wanted:
-        raise BundleError(f"bundle {path} was saved with {package} {wanted}, this install has "
-                          f"{installed}; install {package}=={wanted} or retrain the model")
 
 
 def _part_path(path: Path, manifest: dict, name: str) -> Path:
