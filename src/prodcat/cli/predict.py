@@ -20,6 +20,7 @@ from prodcat.cli.options import (
     source_options,
     split_data_kwargs,
 )
+from prodcat.data.files import write_table
 from prodcat.errors import ConfigError, DataError
 from prodcat.image import list_encoders
 
@@ -80,12 +81,7 @@ def predict(model_dir, title, description, image, top_k, as_json, data, out, sch
         return
     catalog = read_data(data, **data_kw)
     frame = _predict_frame_in_chunks(model, catalog, top_k)
-    out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    if out.suffix.lower() in (".parquet", ".pq"):
-        frame.to_parquet(out, index=False)
-    else:
-        frame.to_csv(out, index=False)
+    out = write_table(frame, out)
     echo(f"wrote {len(frame)} predictions to {out} "
          f"({int(frame['needs_review'].sum())} need review at threshold {model.threshold_:.0%})")
     if review_db:

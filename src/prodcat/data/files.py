@@ -47,3 +47,14 @@ def require_columns(frame: pd.DataFrame, columns: dict[str, str | None], path: P
         wanted = ", ".join(f"{col!r} ({role})" for role, col in missing.items())
         have = ", ".join(repr(c) for c in frame.columns[:30])
         raise DataError(f"{path}: expected column(s) {wanted} not found; the file has {have}")
+
+
+def write_table(frame: pd.DataFrame, out: str | Path) -> Path:
+    """``frame`` to Parquet (``.parquet``/``.pq``) or else CSV, creating the folder; the path."""
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    if out.suffix.lower() in (".parquet", ".pq"):
+        frame.to_parquet(out, index=False)
+    else:
+        frame.to_csv(out, index=False)
+    return out

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from prodcat.data.files import write_table
 from prodcat.errors import DataError
 from prodcat.review.store import ReviewStore
 
@@ -37,13 +38,7 @@ def corrections_frame(store: ReviewStore, since: datetime | None = None) -> pd.D
 
 
 def write_corrections(frame: pd.DataFrame, out: str | Path) -> Path:
-    out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    if out.suffix.lower() in (".parquet", ".pq"):
-        frame.to_parquet(out, index=False)
-    else:
-        frame.to_csv(out, index=False)
-    return out
+    return write_table(frame, out)
 
 
 def read_corrections(source: str) -> pd.DataFrame:
