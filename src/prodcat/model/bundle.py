@@ -405,9 +405,12 @@ def _load_pickled(path: Path, manifest: dict):
                   BundleVersionWarning, stacklevel=3)
     data = _read_part(path, manifest, "classifier")
     try:
-        return joblib.load(io.BytesIO(data))
+        model = joblib.load(io.BytesIO(data))
     except Exception as exc:
         raise BundleError(f"cannot load {path / PICKLE_PART}: {exc}") from None
+    if not hasattr(model, "threshold_"):  # saved before the threshold was fitted: it was given
+        model.threshold_ = float(getattr(model, "threshold", 0.8))
+    return model
 
 
 def load_bundle(path: str | Path, *, require_signature: bool | None = None,
