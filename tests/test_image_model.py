@@ -270,3 +270,14 @@ def test_classifier_cache_means_refit_does_not_re_encode(catalog, tmp_path):
     model.fit(catalog.X, catalog.y)
     model.predict_proba(catalog.X)
     assert model.encoder_.images_encoded == 0  # a fresh copy each fit, and every photo cached
+
+
+def test_image_classifier_checks_its_parameters_first():
+    from prodcat.errors import ConfigError
+    from prodcat.image import ImageClassifier
+
+    emb = np.zeros((4, 8), dtype=np.float32)
+    with pytest.raises(ConfigError, match="'C' parameter of ImageClassifier"):
+        ImageClassifier(C=-1.0).fit_embeddings(emb, np.ones(4, bool), ["a", "b", "a", "b"])
+    with pytest.raises(ConfigError, match="'batch_size' parameter"):
+        ImageClassifier(batch_size=0).fit_embeddings(emb, np.ones(4, bool), ["a", "b", "a", "b"])

@@ -25,9 +25,11 @@ from sklearn.utils.validation import check_is_fitted
 
 from prodcat.embedding_cache import EmbeddingCache as BaseEmbeddingCache
 from prodcat.errors import DataError
+from prodcat.heads import CALIBRATIONS
 from prodcat.image.cache import EmbeddingCache
 from prodcat.image.encoders import EncodedImages, ImageEncoder, create_encoder
 from prodcat.image.heads import IMAGE_HEADS, create_image_head
+from prodcat.params import Integral, Interval, Real, StrOptions, check_params
 
 
 def image_column(X) -> list[object]:
@@ -67,6 +69,20 @@ class ImageClassifier(ClassifierMixin, BaseEstimator):
     calibration, calibration_cv
         As for the text model; ``calibration_cv`` is lowered when a class has fewer photos.
     """
+
+    _parameter_constraints = {
+        "encoder": "no_validation",  # a registered name or an ImageEncoder
+        "head": [str],
+        "C": [Interval(Real, 0, None, closed="neither"), None],
+        "class_weight": [StrOptions({"balanced"}), dict, None],
+        "calibration": [StrOptions(set(CALIBRATIONS))],
+        "calibration_cv": [Interval(Integral, 2, None, closed="left")],
+        "cache": "no_validation",
+        "batch_size": [Interval(Integral, 1, None, closed="left")],
+        "n_workers": [Interval(Integral, 1, None, closed="left"), None],
+        "random_state": ["random_state"],
+        "n_jobs": [Integral, None],
+    }
 
     def __init__(self, encoder="efficientnet-lite0", head="logistic", C=None, class_weight="balanced",
                  calibration="auto", calibration_cv=3, cache=True, batch_size=32, n_workers=None,
@@ -148,6 +164,7 @@ class ImageClassifier(ClassifierMixin, BaseEstimator):
                                     np.asarray(y, dtype=object).astype(str))
 
     def _fit_embeddings(self, embeddings: np.ndarray, ok: np.ndarray, y: np.ndarray):
+        check_params(self)  # every fit path (photos, cached embeddings) goes through here
         self.classes_, counts = np.unique(y, return_counts=True)
         self.class_prior_ = counts / counts.sum()
         usable_classes = np.unique(y[ok])
