@@ -56,7 +56,8 @@ def evaluate(model_dir, data, out, cv, robustness, **kwargs):
         y, classes = labelled.y.to_numpy(), [str(c) for c in model.classes_]
         taxonomy = model.taxonomy_.extended(labelled.taxonomy.categories)
         metrics = compute_metrics(y, parts["fused"], classes, taxonomy)
-        layouts = {name: parts["fused"] if name == "given" else _proba_in_chunks(model, frame)
+        layouts = {name: parts["fused"] if name == "given"
+                   else _modalities_in_chunks(model, frame)["fused"]
                    for name, frame in layout_frames(labelled.X).items()}
         thresholds = model.threshold_
         metrics["model"] = {"path": str(model_dir), "created_at": manifest.get("created_at"),
@@ -133,10 +134,3 @@ def _modalities_in_chunks(model, X, chunk: int = 4096) -> dict:
             bar.update(min(chunk, len(X) - start))
     return {k: (None if parts[0][k] is None else np.concatenate([p[k] for p in parts]))
             for k in parts[0]}
-
-
-def _proba_in_chunks(model, X, chunk: int = 4096):
-    """``model.predict_proba`` over ``X`` in chunks (bounded memory on a big evaluation set)."""
-    import numpy as np
-
-    return np.concatenate([model.predict_proba(X.iloc[s:s + chunk]) for s in range(0, len(X), chunk)])

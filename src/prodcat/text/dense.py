@@ -15,6 +15,7 @@ from sklearn.utils.validation import check_consistent_length, check_is_fitted
 
 from prodcat.params import Integral, Interval, Real, StrOptions, check_params
 from prodcat.text.encoders import create_text_encoder
+from prodcat.text.platt import out_of_fold_folds
 
 
 class DenseTextClassifier(ClassifierMixin, BaseEstimator):
@@ -68,10 +69,8 @@ class DenseTextClassifier(ClassifierMixin, BaseEstimator):
         self.encoder_.pin_version()
         Z = self._embed(X)
         head = LogisticRegression(C=self.C, max_iter=1000, random_state=self.random_state)
-        _, counts = np.unique(y, return_counts=True)
-        folds = (3 if len(y) <= 20_000 else 2) if self.cv == "auto" else int(self.cv)
-        folds = int(max(2, min(folds, counts.min())))
-        self.oof_proba_ = cross_val_predict(clone(head), Z, y, cv=StratifiedKFold(folds),
+        self.oof_proba_ = cross_val_predict(clone(head), Z, y,
+                                            cv=StratifiedKFold(out_of_fold_folds(y, self.cv)),
                                             method="predict_proba")
         self.head_ = head.fit(Z, y)
         self.classes_ = np.asarray(self.head_.classes_)

@@ -39,6 +39,7 @@ from prodcat.registry import Registry
 from prodcat.text.dense import DenseTextClassifier
 from prodcat.text.encoders import TEXT_ENCODERS, installed_version
 from prodcat.text.model import TextClassifier
+from prodcat.text.platt import out_of_fold_folds
 
 #: name → builder of an unfitted member (keyword arguments: ``random_state``, ``n_jobs``).
 MEMBERS: Registry[Callable[..., object]] = Registry("text ensemble member",
@@ -220,9 +221,8 @@ class TextEnsemble(ClassifierMixin, BaseEstimator):
     def _oof(self, model, estimator, X, y) -> np.ndarray:
         oof = getattr(model, "oof_proba_", None)
         if oof is None:
-            _, counts = np.unique(y, return_counts=True)
-            folds = int(max(2, min(self.cv, counts.min())))
-            oof = cross_val_predict(clone(estimator), X, y, cv=StratifiedKFold(folds),
+            oof = cross_val_predict(clone(estimator), X, y,
+                                    cv=StratifiedKFold(out_of_fold_folds(y, self.cv)),
                                     method="predict_proba")
         return self._place(model, oof)
 

@@ -4,26 +4,12 @@ from __future__ import annotations
 
 import numpy as np
 from sklearn.base import BaseEstimator, ClassifierMixin
-from sklearn.calibration import CalibratedClassifierCV
 from sklearn.utils.validation import check_consistent_length, check_is_fitted
 
 from prodcat.params import Integral, Interval, Real, StrOptions, check_params
 from prodcat.text.features import TfidfFeatures
 from prodcat.text.heads import CALIBRATIONS, HEADS, create_head
-from prodcat.text.platt import cross_fit_platt, sigmoid_proba
-
-
-def _sigmoid_calibration(head):
-    """``(estimator, columns, a, b)`` of a multi-class Platt-calibrated head, else None."""
-    if not isinstance(head, CalibratedClassifierCV) or head.method != "sigmoid" or head.ensemble:
-        return None
-    (calibrated,) = head.calibrated_classifiers_
-    if len(head.classes_) < 3 or not hasattr(calibrated.estimator, "decision_function"):
-        return None
-    columns = np.searchsorted(head.classes_, calibrated.estimator.classes_)
-    a = np.array([c.a_ for c in calibrated.calibrators])
-    b = np.array([c.b_ for c in calibrated.calibrators])
-    return calibrated.estimator, columns, a, b
+from prodcat.text.platt import cross_fit_platt, out_of_fold_folds, sigmoid_proba
 
 
 class TextClassifier(ClassifierMixin, BaseEstimator):
@@ -89,13 +75,7 @@ class TextClassifier(ClassifierMixin, BaseEstimator):
                              dense_weight=self.dense_weight, dense_cache=self.dense_cache)
 
     def _calibration_folds(self, y) -> int:
-        _, counts = np.unique(y, return_counts=True)
-        folds = self.calibration_cv
-        if folds == "auto":
-            # Each calibration fold is one more fit of the head: on a big catalogue two folds give
-            # the sigmoids plenty of out-of-fold scores for two thirds of the cost of three.
-            folds = 3 if len(y) <= 20_000 else 2
-        return int(max(2, min(int(folds), counts.min())))
+        return out_of_fold_folds(y, self.calibration_cv)
 
     def _head_params(self) -> dict:
         params = {"class_weight": self.class_weight, "random_state": self.random_state}
@@ -136,7 +116,8 @@ class TextClassifier(ClassifierMixin, BaseEstimator):
             self.head_ = self._make_head(y)
             self.head_.fit(Z, y)
             self.classes_ = np.asarray(self.head_.classes_)
-            self.sigmoids_ = _sigmoid_calibration(self.head_)
+            # Other calibrations (and two classes) answer through the head's own predict_proba.
+            self.sigmoids_ = None
             self.oof_proba_ = None
         self.n_features_ = Z.shape[1]
         return self
@@ -153,13 +134,8 @@ class TextClassifier(ClassifierMixin, BaseEstimator):
             return self.head_.predict_proba(Z)
         # The same arithmetic as CalibratedClassifierCV's Platt scaling, vectorised over classes:
         # its per-class loop of input checks took longer than the model itself for one listing.
-        estimator, columns, a, b = self.sigmoids_
-        scores = estimator.decision_function(Z)
-        if len(columns) == len(self.classes_):
-            return sigmoid_proba(scores, a, b)
-        proba = np.zeros((Z.shape[0], len(self.classes_)))
-        proba[:, columns] = sigmoid_proba(scores, a, b)
-        return proba
+        estimator, _, a, b = self.sigmoids_  # every class has its sigmoid: columns are all of them
+        return sigmoid_proba(estimator.decision_function(Z), a, b)
 
     def predict(self, X) -> np.ndarray:
         return self.classes_[np.argmax(self.predict_proba(X), axis=1)]

@@ -16,6 +16,17 @@ from sklearn.base import clone
 from sklearn.model_selection import StratifiedKFold, cross_val_predict
 
 
+def out_of_fold_folds(y: np.ndarray, folds="auto") -> int:
+    """How many folds give out-of-fold answers for labels ``y``: ``"auto"`` is 3 up to 20k
+    listings and 2 above (each fold is one more fit, and on a big catalogue two folds already
+    give plenty of scores for two thirds of the cost of three); never more than the rarest class
+    has listings, never fewer than 2."""
+    _, counts = np.unique(y, return_counts=True)
+    if folds == "auto":
+        folds = 3 if len(y) <= 20_000 else 2
+    return int(max(2, min(int(folds), counts.min())))
+
+
 def fit_sigmoid(scores: np.ndarray, positive: np.ndarray) -> tuple[float, float]:
     """``(a, b)`` with ``P(positive | s) = 1 / (1 + exp(a·s + b))``, by Platt's method.
 
