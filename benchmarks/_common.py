@@ -209,6 +209,24 @@ def baseline_texts(frame: pd.DataFrame) -> list[str]:
             for t, d in zip(title, description, strict=True)]
 
 
+def layouts_table(layouts: dict[str, dict[str, dict]]) -> str:
+    """Markdown: weighted F1 per field layout, prodcat against the recipe (``layouts`` as
+    ``{"prodcat": layout_scores(...), "recipe": layout_scores(...)}``)."""
+    rows = [[name, p["weighted_f1"], layouts["recipe"][name]["weighted_f1"],
+             f"{100 * (p['weighted_f1'] - layouts['recipe'][name]['weighted_f1']):+.2f}"]
+            for name, p in layouts["prodcat"].items()]
+    return markdown_table(["layout", "prodcat", "recipe", "delta (points)"], rows, digits=4)
+
+
+def precision_coverage_table(cover: dict[str, list[dict]]) -> str:
+    """Markdown: share filed at each target precision, prodcat against the recipe (``cover`` as
+    ``{"prodcat": coverage_at_precision(...), "recipe": coverage_at_precision(...)}``)."""
+    rows = [[f"{c['target_precision']:.0%}", f"{c['coverage']:.1%}", f"{r['coverage']:.1%}",
+             f"{100 * (c['coverage'] - r['coverage']):+.1f}"]
+            for c, r in zip(cover["prodcat"], cover["recipe"], strict=True)]
+    return markdown_table(["precision", "prodcat", "recipe", "delta (points)"], rows)
+
+
 def classification_scores(y_true: Sequence[object], y_pred: Sequence[object]) -> dict[str, float]:
     """Weighted F1, macro F1 and accuracy, computed the same way for every model."""
     import numpy as np

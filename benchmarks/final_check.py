@@ -22,10 +22,12 @@ from _common import (
     baseline_texts,
     classification_scores,
     data_missing,
+    layouts_table,
     load_labelled,
     machine_info,
     machine_line,
     markdown_table,
+    precision_coverage_table,
     save_results,
     timer,
 )
@@ -77,11 +79,6 @@ def main(argv: list[str] | None = None) -> int:
              f"{100 * (scores['prodcat'][k] - scores['recipe'][k]):+.2f}"]
             for k, label in (("weighted_f1", "weighted F1"), ("macro_f1", "macro F1"), ("accuracy", "accuracy"))]
     rows.append(["fit (s)", f"{prodcat_fit:.1f}", f"{recipe_fit:.1f}", "–"])
-    layout_rows = [[n, layouts["prodcat"][n]["weighted_f1"], layouts["recipe"][n]["weighted_f1"],
-                    f"{100 * (layouts['prodcat'][n]['weighted_f1'] - layouts['recipe'][n]['weighted_f1']):+.2f}"]
-                   for n in layouts["prodcat"]]
-    cover_rows = [[f"{c['target_precision']:.0%}", f"{c['coverage']:.1%}", f"{q['coverage']:.1%}"]
-                  for c, q in zip(cover["prodcat"], cover["recipe"], strict=True)]
     prec = promise["precision"]
     markdown = "\n\n".join([
         "## Final check on Rakuten's frozen split",
@@ -89,9 +86,9 @@ def main(argv: list[str] | None = None) -> int:
         f"(`frozen_split`, salted hash of the id), looked at once with code {source_fingerprint()}.",
         markdown_table(["metric", "prodcat", "recipe", "delta (points)"], rows, digits=4),
         "Field layouts, weighted F1:",
-        markdown_table(["layout", "prodcat", "recipe", "delta (points)"], layout_rows, digits=4),
+        layouts_table(layouts),
         "Share that could be filed at a target precision (best threshold on these listings):",
-        markdown_table(["precision", "prodcat", "recipe"], cover_rows),
+        precision_coverage_table(cover),
         f"prodcat's stored threshold ({promise['threshold']:.3f}, chosen out of fold on the training "
         f"listings for {model.target_precision:.0%} precision) filed {promise['coverage']:.1%} of the "
         f"frozen listings at {'–' if prec is None else f'{prec:.1%}'} precision.",

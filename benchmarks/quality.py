@@ -29,10 +29,12 @@ from _common import (
     classification_scores,
     data_missing,
     dataset_name,
+    layouts_table,
     load_labelled,
     machine_info,
     machine_line,
     markdown_table,
+    precision_coverage_table,
     save_results,
     timer,
 )
@@ -147,12 +149,6 @@ def main(argv: list[str] | None = None) -> int:
     delta = {key: 100 * (res["prodcat"][key] - res["recipe"][key]) for key, _ in METRICS}
     rows = [[label, res["prodcat"][key], res["recipe"][key], f"{delta[key]:+.2f}"] for key, label in METRICS]
     rows.append(["CV wall time (s)", f"{prodcat_s:.1f}", f"{base_s:.1f}", "–"])
-    layout_rows = [[lname, layouts["prodcat"][lname]["weighted_f1"], layouts["recipe"][lname]["weighted_f1"],
-                    f"{100 * (layouts['prodcat'][lname]['weighted_f1'] - layouts['recipe'][lname]['weighted_f1']):+.2f}"]
-                   for lname in layouts["prodcat"]]
-    cover_rows = [[f"{c['target_precision']:.0%}", f"{c['coverage']:.1%}", f"{r['coverage']:.1%}",
-                   f"{100 * (c['coverage'] - r['coverage']):+.1f}"]
-                  for c, r in zip(cover["prodcat"], cover["recipe"], strict=True)]
     fold_rows = [[r["fold"], r["prodcat"], r["recipe"], f"{r['delta_points']:+.2f}"] for r in folds]
     parts = [
         f"## Quality on {name}: prodcat Classifier() vs the seeds' recipe",
@@ -165,9 +161,9 @@ def main(argv: list[str] | None = None) -> int:
         f"prodcat better on {spread['folds_better']} of {spread['folds']} folds.",
         markdown_table(["fold", "prodcat", "recipe", "delta (points)"], fold_rows, digits=4),
         "Field layouts (the same test listings as other feeds deliver them), weighted F1:",
-        markdown_table(["layout", "prodcat", "recipe", "delta (points)"], layout_rows, digits=4),
+        layouts_table(layouts),
         "Share filed automatically at a target precision (best threshold on the outer-fold answers):",
-        markdown_table(["precision", "prodcat", "recipe", "delta (points)"], cover_rows),
+        precision_coverage_table(cover),
     ]
     if promise is not None:
         prec = promise["precision"]
