@@ -20,25 +20,16 @@ from prodcat.text.cleaning import clean_text
 
 
 @pytest.fixture(scope="session")
-def trained(rakuten_session_dir):
+def trained_single(rakuten_session_dir):
     """A Classifier whose text model is one TextClassifier: the exact per-head decompositions
-    below are checked against that head; the default ensemble has its own test."""
+    below are checked against that head; the default ensemble has its own test. (A fixture of
+    its own: overriding ``trained`` would leak into the session's ``trained_bundle``.)"""
     from prodcat.data import read_catalog
     from prodcat.model import Classifier
     from prodcat.text import TextClassifier
 
     catalog = read_catalog(rakuten_session_dir).labelled()
     return Classifier(text=TextClassifier()).fit(catalog.X, catalog.y, taxonomy=catalog.taxonomy), catalog
-
-
-@pytest.fixture(scope="session")
-def trained_ensemble(rakuten_session_dir):
-    """The default Classifier (its text model the ensemble)."""
-    from prodcat.data import read_catalog
-    from prodcat.model import Classifier
-
-    catalog = read_catalog(rakuten_session_dir).labelled()
-    return Classifier().fit(catalog.X, catalog.y, taxonomy=catalog.taxonomy), catalog
 
 
 LISTING = {"title": "Carte Pokémon holo rare - Booster",
@@ -54,8 +45,8 @@ def _platt_logits(text_model, listing) -> np.ndarray:
     return out
 
 
-def test_word_contributions_add_up_to_the_class_score_exactly(trained):
-    model, catalog = trained
+def test_word_contributions_add_up_to_the_class_score_exactly(trained_single):
+    model, catalog = trained_single
     listings = [LISTING] + [{"title": r.title, "description": r.description}
                             for r in catalog.X.iloc[:20].itertuples()]
     for listing in listings:
@@ -70,8 +61,8 @@ def test_word_contributions_add_up_to_the_class_score_exactly(trained):
         assert probs == sorted(probs, reverse=True)
 
 
-def test_ensemble_words_add_up_to_its_members_weighted_scores(trained_ensemble):
-    model, catalog = trained_ensemble
+def test_ensemble_words_add_up_to_its_members_weighted_scores(trained):
+    model, catalog = trained  # the default Classifier: its text model is the ensemble
     ens = model.text_
     if not hasattr(ens, "members_"):
         pytest.skip("the default text model is a single model here (no sentence encoder)")
@@ -86,13 +77,13 @@ def test_ensemble_words_add_up_to_its_members_weighted_scores(trained_ensemble):
                 est, cols, a, b = m.sigmoids_
                 expected[cols] += ens.weights_[name] * -(a * est.decision_function(m.transform(X))[0] + b)
             else:
-                expected += ens.weights_[name] * m.head_.decision_function(m._embed(X))[0]
+                expected += ens.weights_[name] * m.head_.decision_function(m.transform(X))[0]
         for c in e.classes:
             assert c.score == pytest.approx(expected[list(model.classes_).index(c.code)], abs=1e-3)
 
 
-def test_character_ngrams_are_folded_onto_the_words_they_come_from(trained):
-    model, _ = trained
+def test_character_ngrams_are_folded_onto_the_words_they_come_from(trained_single):
+    model, _ = trained_single
     text = model.text_
     # A misspelt word no word n-gram knows still gets weight through its character n-grams.
     listing = {"title": "pokémonn boosterr", "description": ""}
@@ -101,8 +92,8 @@ def test_character_ngrams_are_folded_onto_the_words_they_come_from(trained):
     assert (contrib[0] > 0).all()
 
 
-def test_tokens_point_back_into_the_raw_text(trained):
-    model, _ = trained
+def test_tokens_point_back_into_the_raw_text(trained_single):
+    model, _ = trained_single
     tokens = listing_tokens(LISTING["title"], LISTING["description"], model.text_.features_)
     assert tokens[0].text == "carte" and tokens[0].field == "title"
     for t in tokens:
@@ -115,9 +106,9 @@ def test_tokens_point_back_into_the_raw_text(trained):
     assert "pokemon" not in kept["title"] and kept["title"].startswith("carte holo")
 
 
-def test_lime_agrees_with_the_exact_weights_on_the_strongest_word(trained):
+def test_lime_agrees_with_the_exact_weights_on_the_strongest_word(trained_single):
     pytest.importorskip("lime")
-    model, _ = trained
+    model, _ = trained_single
     exact = explain_text(model, LISTING, k=1)
     started = time.perf_counter()
     lime = explain_text(model, LISTING, k=1, method="lime", lime_samples=200)
@@ -131,20 +122,20 @@ def test_lime_agrees_with_the_exact_weights_on_the_strongest_word(trained):
         explain_text(model, LISTING, method="shap")
 
 
-def test_non_linear_heads_fall_back_to_lime(trained):
+def test_non_linear_heads_fall_back_to_lime(trained_single):
     from prodcat.model import Classifier
     from prodcat.text import TextClassifier
 
     pytest.importorskip("lime")
-    model, catalog = trained
+    model, catalog = trained_single
     nb = Classifier(text=TextClassifier(head="complement-nb", calibration="isotonic")).fit(catalog.X, catalog.y)
     auto = explain_text(nb, LISTING, k=2, lime_samples=50)
     assert auto.method == ("linear" if linear_head(nb.text_) is not None else "lime")
     assert len(auto.classes) == 2
 
 
-def test_explain_listing_text_only_model(trained, tmp_path):
-    model, _ = trained
+def test_explain_listing_text_only_model(trained_single, tmp_path):
+    model, _ = trained_single
     e = explain_listing(model, LISTING)
     assert [a["code"] for a in e.answer] == [c.code for c in e.text.classes]
     assert e.image is None and any("no image side" in n for n in e.notes)

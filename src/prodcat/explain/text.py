@@ -364,12 +364,12 @@ def ensemble_contributions(ensemble, listing: dict, codes: list[str]):
             contrib += w * c * scale[:, None]
             dense += w * d * scale
             bias += w * (b * scale + offset)
-        elif hasattr(member, "head_") and hasattr(member, "_embed") and -1 not in rows:
+        elif hasattr(member, "encoder_") and -1 not in rows:  # a head on the embedding alone
             import pandas as pd
 
             X = pd.DataFrame({"title": [listing.get("title") or ""],
                               "description": [listing.get("description") or ""]})
-            z = member.head_.decision_function(member._embed(X))[0]
+            z = member.head_.decision_function(member.transform(X))[0]
             dense += w * (z[rows] - member.head_.intercept_[rows])
             bias += w * member.head_.intercept_[rows]
         else:

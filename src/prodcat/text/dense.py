@@ -76,9 +76,13 @@ class DenseTextClassifier(ClassifierMixin, BaseEstimator):
         self.classes_ = np.asarray(self.head_.classes_)
         return self
 
-    def predict_proba(self, X) -> np.ndarray:
+    def transform(self, X) -> np.ndarray:
+        """The L2-normalised embeddings of ``X``: what the head sees."""
         check_is_fitted(self, "head_")
-        return self.head_.predict_proba(self._embed(X))
+        return self._embed(X)
+
+    def predict_proba(self, X) -> np.ndarray:
+        return self.head_.predict_proba(self.transform(X))
 
     def predict(self, X) -> np.ndarray:
         return self.classes_[np.argmax(self.predict_proba(X), axis=1)]
