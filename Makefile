@@ -12,7 +12,7 @@ OUT    ?= demo-out
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
-	$(BIN)/python -m pip install -q -e '.[dev,explore,image,image-export,serve,ui,batch,text-dense,explain,track,review,audit]'
+	$(BIN)/python -m pip install -q -e '.[dev,explore,image,image-export,serve,ui,batch,text-dense,explain,track,review,audit,ocr]'
 	@touch $(STAMP)
 
 install: $(STAMP)
@@ -25,6 +25,7 @@ demo: $(STAMP)
 test: $(STAMP)
 	$(BIN)/ruff check src tests benchmarks
 	bash scripts/install-browser.sh
+	bash scripts/install-tesseract.sh
 	$(BIN)/python -m pytest
 
 lint: $(STAMP)

@@ -22,6 +22,7 @@ from prodcat.cli.explain import explain as explain_command
 from prodcat.cli.explore import explore as explore_command
 from prodcat.cli.info import info as info_command
 from prodcat.cli.modelling import build_classifier, fit_params
+from prodcat.cli.ocr import ocr as ocr_command
 from prodcat.cli.options import (
     DATA_DEFAULTS,
     MODEL_DEFAULTS,
@@ -47,7 +48,7 @@ def cli():
 
 for _command in (train_command, evaluate_command, predict_command, embed_command, explain_command,
                  info_command, runs_command, demo_command, explore_command, serve_command, ui_command,
-                 audit_command, corrections_command):
+                 audit_command, corrections_command, ocr_command):
     cli.add_command(_command)
 
 

@@ -1,0 +1,160 @@
+"""OCR results on disk, in the embedding cache's SQLite file (its own table, ``ocr_results``).
+
+Key: ``(engine id, sha256 of the photo file's bytes)`` — the same digest the embeddings use, so
+a photo two listings share is read once. The engine id names the engine, its library and model
+version and a fingerprint of its settings (:attr:`~prodcat.ocr.engines.OcrEngine.engine_id`),
+so a new model or another confidence threshold never serves a stale result. Values are the
+results as JSON text (never pickles: a cache file is data, not code). Same file, same WAL
+journal and busy timeout as :class:`prodcat.embedding_cache.EmbeddingCache`, so the two can be
+used side by side by several processes.
+"""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+import threading
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+
+from prodcat.embedding_cache import CACHE_FILE, EmbeddingCache, default_cache_dir
+from prodcat.ocr.engines import OcrError
+from prodcat.ocr.result import OcrResult
+
+TABLE = "ocr_results"
+
+
+class OcrCache:
+    """OCR results by ``(engine id, photo digest)``; safe to share between threads and processes.
+
+    ``OcrCache()`` opens ``<cache dir>/embeddings.sqlite`` (the file the embeddings use); pass a
+    path, or an :class:`EmbeddingCache` to use its file.
+    """
+
+    def __init__(self, path: str | os.PathLike | EmbeddingCache | None = None):
+        if isinstance(path, EmbeddingCache):
+            path = path.path
+        self.path = Path(path).expanduser() if path is not None else default_cache_dir() / CACHE_FILE
+        self._lock = threading.Lock()
+        self._conn: sqlite3.Connection | None = None
+
+    def _connect(self) -> sqlite3.Connection:
+        if self._conn is not None:
+            return self._conn
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            conn = sqlite3.connect(self.path, timeout=60, check_same_thread=False)
+            conn.execute("PRAGMA journal_mode=WAL")
+            conn.execute("PRAGMA synchronous=NORMAL")
+            conn.execute(
+                f"CREATE TABLE IF NOT EXISTS {TABLE} ("
+                " engine TEXT NOT NULL, digest TEXT NOT NULL, result TEXT NOT NULL,"
+                " PRIMARY KEY (engine, digest)) WITHOUT ROWID"
+            )
+            conn.commit()
+        except sqlite3.DatabaseError as exc:
+            raise OcrError(f"the cache {self.path} cannot be used ({exc}); delete the file to start "
+                           "an empty cache") from None
+        except OSError as exc:
+            raise OcrError(f"cannot create the cache at {self.path}: {exc}") from None
+        self._conn = conn
+        return conn
+
+    def close(self) -> None:
+        with self._lock:
+            if self._conn is not None:
+                self._conn.close()
+                self._conn = None
+
+    def __enter__(self) -> OcrCache:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __getstate__(self) -> dict[str, object]:
+        return {"path": self.path}
+
+    def __setstate__(self, state: dict[str, object]) -> None:
+        self.path = Path(state["path"])  # type: ignore[arg-type]
+        self._lock = threading.Lock()
+        self._conn = None
+
+    def __repr__(self) -> str:
+        return f"OcrCache({str(self.path)!r})"
+
+    def get_many(self, engine_id: str, digests: Sequence[str]) -> dict[str, OcrResult]:
+        """The cached results among ``digests``, by digest (marked ``cached``)."""
+        found: dict[str, OcrResult] = {}
+        unique = list(dict.fromkeys(digests))
+        with self._lock:
+            conn = self._connect()
+            for start in range(0, len(unique), 500):  # SQLite caps the number of parameters
+                chunk = unique[start:start + 500]
+                marks = ",".join("?" * len(chunk))
+                rows = conn.execute(
+                    f"SELECT digest, result FROM {TABLE} WHERE engine = ? AND digest IN ({marks})",
+                    (engine_id, *chunk)).fetchall()
+                for digest, text in rows:
+                    try:
+                        found[digest] = OcrResult.from_json(text, cached=True)
+                    except (ValueError, KeyError, TypeError):
+                        continue  # a damaged row is read again, never served
+        return found
+
+    def get(self, engine_id: str, digest: str) -> OcrResult | None:
+        return self.get_many(engine_id, [digest]).get(digest)
+
+    def put_many(self, engine_id: str, items: Iterable[tuple[str, OcrResult]]) -> int:
+        """Store ``(digest, result)`` pairs in one transaction (results whose status depends on
+        the moment, a timeout or a failure, are left out); returns how many were stored."""
+        rows = [(engine_id, digest, result.to_json()) for digest, result in items if result.cacheable]
+        if not rows:
+            return 0
+        with self._lock:
+            conn = self._connect()
+            with conn:
+                conn.executemany(f"INSERT OR REPLACE INTO {TABLE} (engine, digest, result) "
+                                 "VALUES (?, ?, ?)", rows)
+        return len(rows)
+
+    def put(self, engine_id: str, digest: str, result: OcrResult) -> int:
+        return self.put_many(engine_id, [(digest, result)])
+
+    def count(self, engine_id: str | None = None) -> int:
+        with self._lock:
+            conn = self._connect()
+            if engine_id is None:
+                return int(conn.execute(f"SELECT COUNT(*) FROM {TABLE}").fetchone()[0])
+            return int(conn.execute(f"SELECT COUNT(*) FROM {TABLE} WHERE engine = ?",
+                                    (engine_id,)).fetchone()[0])
+
+    def __len__(self) -> int:
+        return self.count()
+
+    def engines(self) -> list[str]:
+        with self._lock:
+            rows = self._connect().execute(f"SELECT DISTINCT engine FROM {TABLE}").fetchall()
+        return sorted(r[0] for r in rows)
+
+    def clear(self, engine_id: str | None = None) -> int:
+        with self._lock:
+            conn = self._connect()
+            with conn:
+                if engine_id is None:
+                    cur = conn.execute(f"DELETE FROM {TABLE}")
+                else:
+                    cur = conn.execute(f"DELETE FROM {TABLE} WHERE engine = ?", (engine_id,))
+        return int(cur.rowcount)
+
+
+def open_ocr_cache(cache: OcrCache | EmbeddingCache | str | os.PathLike | bool | None) -> OcrCache | None:
+    """``True`` → the default cache file; a path → a cache there; an OcrCache as is; an
+    EmbeddingCache → its file; ``False``/``None`` → no cache."""
+    if cache is None or cache is False:
+        return None
+    if isinstance(cache, OcrCache):
+        return cache
+    if cache is True:
+        return OcrCache()
+    return OcrCache(cache)
