@@ -134,8 +134,11 @@ class TesseractEngine(OcrEngine):
         words: list[RawWord] = []
         line = -1
         for it in iterate_level(api.GetIterator(), RIL.WORD):
-            text = it.GetUTF8Text(RIL.WORD)
-            if text is None:
+            try:
+                text = it.GetUTF8Text(RIL.WORD)
+            except RuntimeError:  # tesserocr's "No text returned" for an empty word
+                continue
+            if not text:
                 continue
             if it.IsAtBeginningOf(RIL.TEXTLINE) or line < 0:
                 line += 1
