@@ -7,6 +7,7 @@ import pandas as pd
 import pytest
 from sklearn.base import clone
 from sklearn.calibration import CalibratedClassifierCV
+from sklearn.model_selection import StratifiedKFold
 from sklearn.svm import LinearSVC
 
 from prodcat.errors import ConfigError
@@ -54,12 +55,32 @@ def fast_members():
 def test_platt_matches_scikit_learn_sigmoid_calibration():
     X, y = listings(30)
     Z = TextClassifier(char_ngrams=None)._make_features().fit_transform(X)
-    ours, a, b, oof = cross_fit_platt(LinearSVC(C=0.5), Z, y, folds=3)
+    ours, a, b, oof = cross_fit_platt(LinearSVC(C=0.5), Z, y, folds=3, average=False)
     theirs = CalibratedClassifierCV(LinearSVC(C=0.5), method="sigmoid", cv=3, ensemble=False).fit(Z, y)
     np.testing.assert_allclose(sigmoid_proba(ours.decision_function(Z), a, b),
                                theirs.predict_proba(Z), atol=2e-3)
     assert oof.shape == (len(y), 4)
     np.testing.assert_allclose(oof.sum(axis=1), 1.0)
+
+
+def test_averaged_head_is_the_mean_of_the_full_and_fold_fits():
+    X, y = listings(30)
+    Z = TextClassifier(char_ngrams=None)._make_features().fit_transform(X)
+    full = LinearSVC(C=0.5, random_state=0).fit(Z, y)
+    folds = [LinearSVC(C=0.5, random_state=0).fit(Z[tr], y[tr])
+             for tr, _ in StratifiedKFold(3).split(np.zeros(len(y)), y)]
+    averaged, a, b, oof = cross_fit_platt(LinearSVC(C=0.5, random_state=0), Z, y, folds=3)
+    expected = np.mean([full.coef_] + [m.coef_ for m in folds], axis=0)
+    np.testing.assert_allclose(averaged.coef_, expected, rtol=1e-6)
+    # Fold fits see less data: the average is less sure than the full fit alone.
+    assert np.linalg.norm(averaged.coef_) < np.linalg.norm(full.coef_)
+    # The sigmoids and the out-of-fold answers do not depend on the averaging.
+    _, a0, b0, oof0 = cross_fit_platt(LinearSVC(C=0.5, random_state=0), Z, y, folds=3, average=False)
+    np.testing.assert_allclose(a, a0)
+    np.testing.assert_allclose(oof, oof0)
+    single = TextClassifier(char_ngrams=None, average_folds=False).fit(X, y).head_.coef_
+    averaged = TextClassifier(char_ngrams=None).fit(X, y).head_.coef_
+    assert np.linalg.norm(averaged) < np.linalg.norm(single)
 
 
 def test_fit_sigmoid_orders_scores_like_the_labels():
@@ -159,3 +180,22 @@ def test_member_registry_and_default_model():
     assert "tfidf-svm" in members
     model = default_text_model()
     assert isinstance(model, TextEnsemble if len(members) > 1 else TextClassifier)
+
+
+def test_members_with_the_same_ngrams_share_one_tfidf_fit():
+    from prodcat.text.features import TfidfFeatures, sharing_tfidf
+
+    X, _ = listings(per_class=8)
+    alone = TfidfFeatures(title_ngrams=None).fit_transform(X)
+    with sharing_tfidf():
+        first, second = TfidfFeatures(title_ngrams=None), TfidfFeatures(title_ngrams=None)
+        a, b = first.fit_transform(X), second.fit_transform(X)
+        other = TfidfFeatures(title_ngrams=None, max_description_chars=5)
+        other.fit_transform(X)
+        shuffled = TfidfFeatures(title_ngrams=None)
+        shuffled.fit_transform(X.iloc[::-1])
+    assert second.blocks_ is first.blocks_
+    assert other.blocks_ is not first.blocks_ and shuffled.blocks_ is not first.blocks_
+    assert (a != alone).nnz == 0 and (b != alone).nnz == 0
+    # Outside the block nothing is remembered.
+    assert TfidfFeatures(title_ngrams=None).fit(X).blocks_ is not first.blocks_

@@ -38,6 +38,7 @@ from prodcat.params import Integral, Interval, StrOptions, check_params
 from prodcat.registry import Registry
 from prodcat.text.dense import DenseTextClassifier
 from prodcat.text.encoders import TEXT_ENCODERS, installed_version
+from prodcat.text.features import sharing_tfidf
 from prodcat.text.model import TextClassifier
 from prodcat.text.platt import out_of_fold_folds
 
@@ -239,9 +240,10 @@ class TextEnsemble(ClassifierMixin, BaseEstimator):
         y_idx = np.searchsorted(self.classes_.astype(str), y)
         rows = np.arange(len(y))
         fitted, oofs = {}, {}
-        for name, estimator in self._candidates().items():
-            fitted[name] = clone(estimator).fit(X, y)
-            oofs[name] = self._oof(fitted[name], estimator, X, y)
+        with sharing_tfidf():
+            for name, estimator in self._candidates().items():
+                fitted[name] = clone(estimator).fit(X, y)
+                oofs[name] = self._oof(fitted[name], estimator, X, y)
         names = list(fitted)
         if self.pooling == "linear":
             weights = greedy_selection([oofs[n] for n in names], y_idx, self.rounds)

@@ -4,8 +4,12 @@ optionally a dense sentence embedding beside them."""
 from __future__ import annotations
 
 import copy
+from collections.abc import Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 
 import numpy as np
+import pandas as pd
 import scipy.sparse as sp
 from sklearn.base import BaseEstimator, TransformerMixin
 from sklearn.feature_extraction.text import TfidfVectorizer
@@ -14,6 +18,36 @@ from sklearn.utils.validation import check_is_fitted
 from prodcat.text.charngrams import WordCharTfidf
 from prodcat.text.cleaning import clean_text, frame_texts
 from prodcat.text.encoders import SentenceEncoder, create_text_encoder
+
+#: Fitted sparse blocks by (n-gram options, listings' digest), inside :func:`sharing_tfidf` only.
+_SHARED: ContextVar[dict | None] = ContextVar("prodcat_shared_tfidf", default=None)
+_DENSE_PARAMS = ("dense", "dense_weight", "dense_cache")
+
+
+@contextmanager
+def sharing_tfidf() -> Iterator[None]:
+    """Inside this block, :class:`TfidfFeatures` with the same n-gram options fitted on the same
+    listings fit their sparse blocks once and share them.
+
+    An ensemble's TF-IDF members differ only in their head or dense block; on 85k listings each
+    TF-IDF fit costs about a minute. Vectorisers are not mutated after fitting, so sharing them
+    is safe; the matrices are released when the block ends.
+    """
+    token = _SHARED.set({})
+    try:
+        yield
+    finally:
+        _SHARED.reset(token)
+
+
+def _listings_digest(X) -> int:
+    if hasattr(X, "columns"):
+        cols = [c for c in ("title", "description") if c in X.columns]
+        hashed = pd.util.hash_pandas_object(X[cols].astype(str), index=False)
+    else:
+        hashed = pd.util.hash_pandas_object(pd.Series(np.asarray(X, dtype=object).ravel()).astype(str),
+                                            index=False)
+    return hash((len(hashed), hashed.to_numpy().tobytes()))
 
 
 class TfidfFeatures(TransformerMixin, BaseEstimator):
@@ -109,11 +143,22 @@ class TfidfFeatures(TransformerMixin, BaseEstimator):
 
     def fit_transform(self, X, y=None):
         self.dense_encoder_ = self._new_dense_encoder()
-        sources = self._sources(X)
-        self.blocks_ = self._blocks(len(sources["text"]))
-        mats = [vec.fit_transform(sources[src]) for _, src, vec in self.blocks_]
+        shared = _SHARED.get()
+        key = None
+        if shared is not None:
+            options = sorted((k, repr(v)) for k, v in self.get_params().items() if k not in _DENSE_PARAMS)
+            key = (tuple(options), _listings_digest(X))
+        if key in (shared or {}):
+            self.blocks_, sparse = shared[key]
+        else:
+            sources = self._sources(X)
+            self.blocks_ = self._blocks(len(sources["text"]))
+            sparse = sp.hstack([vec.fit_transform(sources[src]) for _, src, vec in self.blocks_],
+                               format="csr", dtype=np.float32)
+            if shared is not None:
+                shared[key] = (self.blocks_, sparse)
         dense = self._dense_block(X)
-        return sp.hstack(mats + ([dense] if dense is not None else []), format="csr", dtype=np.float32)
+        return sparse if dense is None else sp.hstack([sparse, dense], format="csr", dtype=np.float32)
 
     def transform(self, X):
         check_is_fitted(self, "blocks_")

@@ -17,6 +17,9 @@ class TextClassifier(ClassifierMixin, BaseEstimator):
 
     ``C=None`` takes the head's own default. ``calibration_cv="auto"`` is 3 folds up to 20k
     listings and 2 above; it is lowered when the rarest class has fewer examples than folds.
+    ``average_folds`` (Platt-scaled linear heads): the head's coefficients are the average of
+    the full fit's and the calibration folds' fits, whose scores the sigmoids were fitted on
+    (see :func:`~prodcat.text.platt.cross_fit_platt`).
     ``n_jobs``: threads the head may use (-1: all cores). The n-gram options are those of
     :class:`~prodcat.text.features.TfidfFeatures`, and so are ``dense`` (a sentence encoder's
     name, e.g. ``"use-multilingual"``, whose embedding is appended to the TF-IDF rows; None:
@@ -29,6 +32,7 @@ class TextClassifier(ClassifierMixin, BaseEstimator):
         "class_weight": [StrOptions({"balanced"}), dict, None],
         "calibration": [StrOptions(set(CALIBRATIONS))],
         "calibration_cv": [StrOptions({"auto"}), Interval(Integral, 2, None, closed="left")],
+        "average_folds": ["boolean"],
         "word_ngrams": [tuple, list, None],
         "char_ngrams": [tuple, list, None],
         "title_ngrams": [tuple, list, None],
@@ -44,7 +48,7 @@ class TextClassifier(ClassifierMixin, BaseEstimator):
     }
 
     def __init__(self, head="linear-svm", C=None, class_weight="balanced", calibration="auto",
-                 calibration_cv="auto", word_ngrams=(1, 2), char_ngrams=(3, 5), title_ngrams=(1, 2),
+                 calibration_cv="auto", average_folds=True, word_ngrams=(1, 2), char_ngrams=(3, 5), title_ngrams=(1, 2),
                  min_df_char=2, max_description_chars=1000, char_description_chars=300,
                  strip_accents=True, random_state=0, n_jobs=-1, dense=None, dense_weight=1.0,
                  dense_cache=True):
@@ -53,6 +57,7 @@ class TextClassifier(ClassifierMixin, BaseEstimator):
         self.class_weight = class_weight
         self.calibration = calibration
         self.calibration_cv = calibration_cv
+        self.average_folds = average_folds
         self.word_ngrams = word_ngrams
         self.char_ngrams = char_ngrams
         self.title_ngrams = title_ngrams
@@ -108,7 +113,8 @@ class TextClassifier(ClassifierMixin, BaseEstimator):
         Z = self.features_.fit_transform(X)
         head = self._platt_head(y)
         if head is not None:
-            head, a, b, self.oof_proba_ = cross_fit_platt(head, Z, y, self._calibration_folds(y))
+            head, a, b, self.oof_proba_ = cross_fit_platt(head, Z, y, self._calibration_folds(y),
+                                                          average=self.average_folds)
             self.head_ = head
             self.classes_ = np.asarray(head.classes_)
             self.sigmoids_ = (head, np.arange(len(self.classes_)), a, b)

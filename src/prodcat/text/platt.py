@@ -13,7 +13,7 @@ import numpy as np
 from scipy.optimize import minimize
 from scipy.special import expit
 from sklearn.base import clone
-from sklearn.model_selection import StratifiedKFold, cross_val_predict
+from sklearn.model_selection import StratifiedKFold
 
 
 def out_of_fold_folds(y: np.ndarray, folds="auto") -> int:
@@ -58,17 +58,35 @@ def sigmoid_proba(scores: np.ndarray, a: np.ndarray, b: np.ndarray) -> np.ndarra
     return proba
 
 
-def cross_fit_platt(estimator, Z, y: np.ndarray, folds: int):
+def cross_fit_platt(estimator, Z, y: np.ndarray, folds: int, average: bool = True):
     """Fit ``estimator`` on everything and one sigmoid per class on its out-of-fold scores.
 
     Returns ``(fitted estimator, a, b, out-of-fold probabilities)``; columns follow
     ``estimator.classes_`` (sorted labels). Folds are stratified and unshuffled, as
     ``CalibratedClassifierCV`` makes them.
+
+    ``average``: a linear estimator's final coefficients are the mean of the full fit's and
+    the fold fits' (bagging a linear model gives one linear model, so prediction costs nothing
+    more). The sigmoids are fitted on the fold models' scores; the full fit alone is surer than
+    they were (larger coefficients, more extreme scores), so its calibrated probabilities were
+    over-confident exactly where the automation threshold cuts. Under nested cross-validation on
+    the Rakuten sample the average filed 4.6 points more listings at 95 % precision with the
+    same weighted F1 (``benchmarks/calibration.py``).
     """
     classes = np.unique(y)
-    scores = cross_val_predict(clone(estimator), Z, y, cv=StratifiedKFold(folds),
-                               method="decision_function")
+    scores = np.zeros((Z.shape[0], len(classes)))
+    fold_models = []
+    for train, test in StratifiedKFold(folds).split(np.zeros(len(y)), y):
+        model = clone(estimator).fit(Z[train], y[train])
+        cols = np.searchsorted(classes, model.classes_)
+        scores[np.ix_(test, cols)] = model.decision_function(Z[test])
+        fold_models.append(model)
     estimator.fit(Z, y)
+    if average and hasattr(estimator, "coef_") and all(
+            np.array_equal(m.classes_, estimator.classes_) for m in fold_models):
+        models = [estimator, *fold_models]
+        estimator.coef_ = np.mean([m.coef_ for m in models], axis=0).astype(estimator.coef_.dtype)
+        estimator.intercept_ = np.mean([m.intercept_ for m in models], axis=0)
     params = [fit_sigmoid(scores[:, k], y == c) for k, c in enumerate(classes)]
     a = np.array([p[0] for p in params])
     b = np.array([p[1] for p in params])
