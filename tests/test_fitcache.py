@@ -74,9 +74,12 @@ def test_second_fit_loads_every_model_and_predicts_the_same(demo_catalog, fit_co
     assert second.fusion_ == first.fusion_
     np.testing.assert_array_equal(second.predict_proba(X), first.predict_proba(X))
     if fusion == "early":
-        # The early-fusion head uses the classifier's own text and image models, stored once.
-        assert second.early_.text_model_ is second.text_
-        assert second.early_.image_model_ is second.image_
+        # The early-fusion head holds no model: it reads features the classifier's own text and
+        # image models build (stored once), the same way at fit and predict time.
+        from prodcat.fusion.early import EarlyFusion
+
+        assert isinstance(second.fuser_, EarlyFusion) and not hasattr(second, "early_")
+        assert not {"text_model_", "image_model_"} & set(vars(second.fuser_))
 
 
 def test_changed_parameters_or_listings_are_fitted_again(demo_catalog, fit_counts, tmp_path):

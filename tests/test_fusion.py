@@ -7,7 +7,9 @@ import json
 import numpy as np
 import pytest
 
-from prodcat.fusion import LateFusion, StackedFusion
+from prodcat.errors import ConfigError, DataError
+from prodcat.fusion import LateFusion, StackedFusion, probability_blocks
+from prodcat.fusion.early import EarlyFusion
 from prodcat.fusion.fusers import cross_val_fused, log_loss_of
 
 
@@ -22,22 +24,126 @@ def test_late_fusion_weights_follow_how_informative_each_modality_is():
     rng = np.random.default_rng(0)
     y = rng.integers(0, 5, 600)
     text, image, noise = _noisy(rng, y, 5, 2.0), _noisy(rng, y, 5, 1.0), _noisy(rng, y, 5, 0.0)
-    useful = LateFusion().fit([text, image], y)
+    useful = LateFusion().fit(probability_blocks([text, image]), y)
     assert useful.weights_[1] > 0 and useful.oof_log_loss_ < log_loss_of(text, y)
-    useless = LateFusion().fit([text, noise], y)
+    useless = LateFusion().fit(probability_blocks([text, noise]), y)
     assert useless.weights_[1] <= 0.2  # a photo that says nothing gets (almost) no say
-    fused = useful.predict_proba([text, image])
+    fused = useful.predict_proba(probability_blocks([text, image]))
     np.testing.assert_allclose(fused.sum(axis=1), 1.0)
+    # The former signature (one array per modality, y as column indices), which the text
+    # ensemble's pool still uses, gives the same pool.
+    listed = LateFusion().fit([text, image], y)
+    np.testing.assert_array_equal(listed.weights_, useful.weights_)
+    np.testing.assert_array_equal(listed.predict_proba([text, image]), fused)
 
 
 def test_stacked_fusion_and_out_of_fold_fused_probabilities():
     rng = np.random.default_rng(1)
     y = rng.integers(0, 4, 400)
     probas = [_noisy(rng, y, 4, 1.5), _noisy(rng, y, 4, 1.0)]
-    oof = cross_val_fused(StackedFusion(), probas, y)
+    oof = cross_val_fused(StackedFusion(), probability_blocks(probas), y)
     assert oof.shape == (400, 4)
     np.testing.assert_allclose(oof.sum(axis=1), 1.0)
     assert (oof.argmax(axis=1) == y).mean() > (probas[0].argmax(axis=1) == y).mean()
+
+
+def _fusion_problem(seed=2, n=300, n_classes=3):
+    """Labels (strings), the two modalities' probabilities side by side, and early-fusion-like
+    sparse features."""
+    import scipy.sparse as sp
+
+    rng = np.random.default_rng(seed)
+    y_idx = rng.integers(0, n_classes, n)
+    labels = np.array([f"c{i}" for i in range(n_classes)])
+    X_blocks = probability_blocks([_noisy(rng, y_idx, n_classes, 1.5), _noisy(rng, y_idx, n_classes, 1.0)])
+    features = rng.normal(0, 1, (n, 20))
+    features[np.arange(n), y_idx] += 2.0
+    return labels[y_idx], X_blocks, sp.csr_matrix(features.astype(np.float32))
+
+
+@pytest.mark.parametrize("fuser", [LateFusion(), StackedFusion(), EarlyFusion(random_state=0)],
+                         ids=["late", "stack", "early"])
+def test_every_fuser_clones_and_cross_validates_on_one_X(fuser):
+    from sklearn.base import clone
+    from sklearn.model_selection import cross_val_predict
+
+    y, X_blocks, features = _fusion_problem()
+    X = features if isinstance(fuser, EarlyFusion) else X_blocks
+    copy = clone(fuser)
+    assert copy.get_params() == fuser.get_params() and not hasattr(copy, "classes_")
+    assert copy.fit(X, y) is copy  # fit returns self
+    np.testing.assert_array_equal(copy.classes_, ["c0", "c1", "c2"])
+    assert copy.n_features_in_ == X.shape[1]
+    assert set(copy.predict(X[:5])) <= set(y)
+    oof = cross_val_predict(fuser, X, y, cv=3, method="predict_proba")
+    assert oof.shape == (len(y), 3)
+    np.testing.assert_allclose(oof.sum(axis=1), 1.0, atol=1e-6)
+    assert (copy.classes_[oof.argmax(axis=1)] == y).mean() > 0.6
+    assert not hasattr(fuser, "classes_")  # cross-validation fitted clones, not the fuser
+
+
+def test_fusers_keep_every_class_column_given_and_refuse_mismatched_labels():
+    y, X, _ = _fusion_problem()
+    few = y != "c1"  # the fusion rows lack a class the base models know
+    with pytest.raises(DataError, match="pass classes="):
+        LateFusion().fit(X[few], y[few])
+    for fuser in (LateFusion(classes=["c0", "c1", "c2"]), StackedFusion(classes=["c0", "c1", "c2"])):
+        p = fuser.fit(X[few], y[few]).predict_proba(X)
+        assert p.shape == (len(y), 3) and list(fuser.classes_) == ["c0", "c1", "c2"]
+        np.testing.assert_allclose(p.sum(axis=1), 1.0)
+        oof = cross_val_fused(fuser, X[few], y[few])
+        assert oof.shape == (int(few.sum()), 3)
+    with pytest.raises(DataError, match="not in classes"):
+        LateFusion(classes=["c0", "c2", "c3"]).fit(X, y)
+    with pytest.raises(DataError, match="blocks"):
+        LateFusion(n_modalities=4).fit(X, y)
+    with pytest.raises(DataError, match="fitted on 6"):
+        LateFusion().fit(X, y).predict_proba(X[:, :3])
+    with pytest.raises(ValueError, match="inconsistent numbers of samples"):
+        StackedFusion().fit(X, y[:-1])
+
+
+@pytest.mark.parametrize("fuser", [
+    LateFusion(n_modalities=0), LateFusion(grid="wide"), LateFusion(classes=3),
+    StackedFusion(C=0), StackedFusion(C="strong"), StackedFusion(n_modalities=1.5),
+    EarlyFusion(head=3), EarlyFusion(random_state="seed"),
+], ids=lambda f: repr(f))
+def test_fuser_parameters_are_checked_first_thing_in_fit(fuser):
+    y, X, features = _fusion_problem(n=30)
+    with pytest.raises(ConfigError, match="parameter of"):
+        fuser.fit(features if isinstance(fuser, EarlyFusion) else X, y)
+
+
+def test_late_fusion_refuses_a_grid_without_weights():
+    y, X, _ = _fusion_problem(n=30)
+    with pytest.raises(DataError, match="grid"):
+        LateFusion(grid=[-1.0, 1.0]).fit(X, y)
+
+
+def test_a_state_saved_before_fusers_took_one_X_is_upgraded():
+    """Bundles of the former format held ``early_`` (with the text and image models) beside
+    ``fuser_`` (without classes): they load into one ``fuser_`` that reads one X."""
+    from prodcat.model import Classifier
+
+    y, X, features = _fusion_problem()
+    classes = np.array(["c0", "c1", "c2"], dtype=object)
+    late = LateFusion(classes=classes).fit(X, y)
+    old_late = LateFusion.__new__(LateFusion)
+    old_late.__dict__.update(grid=late.grid, weights_=late.weights_, oof_log_loss_=late.oof_log_loss_)
+    model = Classifier.__new__(Classifier)
+    model.__setstate__({"classes_": classes, "fuser_": old_late, "early_": None})
+    assert not hasattr(model, "early_") and model.fuser_ is old_late
+    np.testing.assert_array_equal(model.fuser_.predict_proba(X), late.predict_proba(X))
+    assert model.fuser_.get_params()["n_modalities"] == 2
+
+    early = EarlyFusion().fit(features, y)
+    old_early = EarlyFusion.__new__(EarlyFusion)
+    old_early.__dict__.update(early.__dict__, image_weight=1.0, text_model_=object(), image_model_=None)
+    model = Classifier.__new__(Classifier)
+    model.__setstate__({"classes_": classes, "fuser_": None, "early_": old_early})
+    assert model.fuser_ is old_early and not hasattr(old_early, "text_model_")
+    assert old_early.get_params() == early.get_params()
+    np.testing.assert_array_equal(model.fuser_.predict_proba(features), early.predict_proba(features))
 
 
 # --- the multimodal Classifier, on the demo catalogue's drawn photos ---------------------------

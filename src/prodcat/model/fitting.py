@@ -12,8 +12,8 @@ import numpy as np
 from sklearn.base import clone
 from tqdm.auto import tqdm
 
-from prodcat.fusion.early import EarlyFusion
-from prodcat.fusion.fusers import LateFusion, StackedFusion, cross_val_fused, log_loss_of
+from prodcat.fusion.early import EarlyFusion, early_features
+from prodcat.fusion.fusers import create_fuser, cross_val_fused, log_loss_of, probability_blocks
 from prodcat.image.encoders import EncodedImages
 
 
@@ -68,6 +68,16 @@ def text_out_of_fold(text_model, text_estimator, X, y, *, splits, classes, code)
     return p_text
 
 
+def fusion_input(fuser, *, probas=None, text_model=None, image_model=None, X=None, images=None):
+    """The one ``X`` a fuser reads, built the same way when it is fitted and when it predicts:
+    early fusion the listings' :func:`~prodcat.fusion.early.early_features` (``text_model``,
+    ``image_model``, listings ``X`` and their encoded ``images``), late and stacked fusion the
+    modalities' probabilities side by side (``probas``: text, then image)."""
+    if isinstance(fuser, EarlyFusion):
+        return early_features(text_model, image_model, X, images)
+    return probability_blocks(probas)
+
+
 def image_out_of_fold(image_estimator, text_model, X, y, embeddings, ok, *, with_early, extra,
                       sure, labels, splits, classes, random_state, code):
     """Out-of-fold image (and early-fusion) probabilities of the listings with a photo.
@@ -88,41 +98,46 @@ def image_out_of_fold(image_estimator, text_model, X, y, embeddings, ok, *, with
             *with_pseudo_labels(embeddings[tr], ok[tr], y[tr], extra, sure, labels)[:3])
         p_image[te] = place_columns(classes, image, image.proba_from_embeddings(embeddings[te], ok[te]))
         if p_early is not None:
-            early = EarlyFusion(random_state=random_state).fit(text_model, image, X.iloc[tr],
-                                                               images.subset(tr), y[tr])
-            p_early[te] = place_columns(classes, early, early.predict_proba(X.iloc[te], images.subset(te)))
+            early = EarlyFusion(random_state=random_state)
+            early.fit(fusion_input(early, text_model=text_model, image_model=image, X=X.iloc[tr],
+                                   images=images.subset(tr)), y[tr])
+            Z = fusion_input(early, text_model=text_model, image_model=image, X=X.iloc[te],
+                             images=images.subset(te))
+            p_early[te] = place_columns(classes, early, early.predict_proba(Z))
     return p_image, p_early
 
 
 def fit_early(text_model, image_model, X, y, embeddings, ok, *, random_state, code):
-    """Early fusion over the fitted text and image models; returned without them
-    (``text_model_``/``image_model_`` None: the caller attaches its own, equal, models so a
-    bundle stores each model once)."""
-    early = EarlyFusion(random_state=random_state).fit(
-        text_model, image_model, X, EncodedImages(embeddings, ok, [None] * len(ok)), y)
-    early.text_model_ = early.image_model_ = None
-    return early
+    """Early fusion fitted on the features of the fitted text and image models (which it does
+    not keep: the classifier holds each model once)."""
+    early = EarlyFusion(random_state=random_state)
+    return early.fit(fusion_input(early, text_model=text_model, image_model=image_model, X=X,
+                                  images=EncodedImages(embeddings, ok, [None] * len(ok))), y)
 
 
-def choose_fusion(oof_text, oof_image, oof_early, y_idx, *, requested, random_state, code):
-    """Score every candidate fusion on out-of-fold probabilities; fit the best.
+def choose_fusion(oof_text, oof_image, oof_early, y, *, classes, requested, random_state, code):
+    """Score every candidate fusion on out-of-fold probabilities of the listings with a photo
+    (labels ``y`` among ``classes``, the base models' column order); fit the best.
 
     Returns ``(chosen name, fitted fuser or None for early fusion, log losses, accuracies,
     the chosen fusion's out-of-fold probabilities)``, the scores including text and image alone
-    for comparison.
+    for comparison. Late and stacked fusion are judged by :func:`cross_val_fused`; early
+    fusion's out-of-fold probabilities come from :func:`image_out_of_fold`.
     """
-    oof = [oof_text, oof_image]
+    y_idx = np.searchsorted(np.asarray(classes).astype(str), y)
     candidates = {}
-    if requested in ("late", "auto"):
-        candidates["late"] = (LateFusion(), cross_val_fused(LateFusion(), oof, y_idx, random_state))
-    if requested in ("stack", "auto"):
-        candidates["stack"] = (StackedFusion(), cross_val_fused(StackedFusion(), oof, y_idx, random_state))
+    for name in ("late", "stack"):
+        if requested in (name, "auto"):
+            fuser = create_fuser(name, classes=classes)
+            Z = fusion_input(fuser, probas=[oof_text, oof_image])
+            candidates[name] = (fuser, Z, cross_val_fused(fuser, Z, y, random_state))
     if oof_early is not None:
-        candidates["early"] = (None, oof_early)
-    oof_by_name = {**{name: p for name, (_, p) in candidates.items()}, "text": oof_text, "image": oof_image}
+        candidates["early"] = (None, None, oof_early)
+    oof_by_name = {**{name: p for name, (_, _, p) in candidates.items()},
+                   "text": oof_text, "image": oof_image}
     scores = {name: log_loss_of(p, y_idx) for name, p in oof_by_name.items()}
     accuracy = {name: float((p.argmax(axis=1) == y_idx).mean()) for name, p in oof_by_name.items()}
     chosen = min(candidates, key=scores.get)
-    fuser = candidates[chosen][0]
-    return (chosen, (fuser.fit(oof, y_idx) if fuser is not None else None), scores, accuracy,
+    fuser, Z, _ = candidates[chosen]
+    return (chosen, (fuser.fit(Z, y) if fuser is not None else None), scores, accuracy,
             oof_by_name[chosen])
