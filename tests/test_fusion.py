@@ -30,11 +30,9 @@ def test_late_fusion_weights_follow_how_informative_each_modality_is():
     assert useless.weights_[1] <= 0.2  # a photo that says nothing gets (almost) no say
     fused = useful.predict_proba(probability_blocks([text, image]))
     np.testing.assert_allclose(fused.sum(axis=1), 1.0)
-    # The former signature (one array per modality, y as column indices), which the text
-    # ensemble's pool still uses, gives the same pool.
-    listed = LateFusion().fit([text, image], y)
-    np.testing.assert_array_equal(listed.weights_, useful.weights_)
-    np.testing.assert_array_equal(listed.predict_proba([text, image]), fused)
+    # A list of arrays is not one X: refused with the fusers' own message.
+    with pytest.raises(ValueError):
+        LateFusion().fit([text, image], y)
 
 
 def test_stacked_fusion_and_out_of_fold_fused_probabilities():

@@ -199,3 +199,13 @@ def test_members_with_the_same_ngrams_share_one_tfidf_fit():
     assert (a != alone).nnz == 0 and (b != alone).nnz == 0
     # Outside the block nothing is remembered.
     assert TfidfFeatures(title_ngrams=None).fit(X).blocks_ is not first.blocks_
+
+
+def test_auto_members_leave_the_sentence_encoder_out_of_large_catalogues():
+    X, y = listings(per_class=10)
+    ens = TextEnsemble(max_dense_rows=len(y) - 1).fit(X, y)
+    assert set(ens.members_) == {"tfidf-svm"}
+    assert all(name not in ens.weights_ for name in ens.left_out_)
+    assert "tfidf-use-svm" in ens.left_out_
+    with pytest.raises(ConfigError, match="max_dense_rows"):
+        TextEnsemble(max_dense_rows=0).fit(X, y)

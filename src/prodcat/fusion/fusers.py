@@ -54,41 +54,24 @@ def probability_blocks(probas: Sequence[np.ndarray]) -> np.ndarray:
     return np.hstack([np.asarray(p, dtype=float) for p in probas])
 
 
-def _is_block_list(X) -> bool:
-    return isinstance(X, (list, tuple)) and len(X) > 0 and all(np.ndim(p) == 2 for p in X)
-
-
 class _ProbabilityFuser(ClassifierMixin, BaseEstimator):
     """What late and stacked fusion share: reading ``X`` as ``n_modalities`` blocks of
     probabilities over ``classes``, and ``y`` as labels among them.
-
-    Also read, for the text ensemble's pool: a list of per-modality arrays (then ``y`` holds
-    column indices and the list gives the number of blocks), the fusers' former signature.
     """
-
-    def _blocks_input(self, X):
-        if _is_block_list(X):
-            return probability_blocks(X), len(X)
-        return check_array(X, dtype=float), None
 
     def _fit_input(self, X, y) -> tuple[np.ndarray, np.ndarray]:
         """``X`` as an array, ``y`` as column indices; sets ``classes_``, ``n_modalities_`` and
         ``n_features_in_``."""
         check_params(self)
-        X, listed = self._blocks_input(X)
-        n_blocks = listed or self.n_modalities
+        X = check_array(X, dtype=float)
+        n_blocks = self.n_modalities
         check_consistent_length(X, y)
         y = np.asarray(y)
         if X.shape[1] % n_blocks:
             raise DataError(f"X has {X.shape[1]} columns, which are not {n_blocks} blocks of "
                             "class probabilities (set n_modalities)")
         width = X.shape[1] // n_blocks
-        if self.classes is not None:
-            classes = np.asarray(self.classes)
-        elif listed:  # the former signature: y holds column indices
-            classes = np.arange(width)
-        else:
-            classes = np.unique(y)
+        classes = np.asarray(self.classes) if self.classes is not None else np.unique(y)
         if classes.ndim != 1 or len(classes) != width or len(set(classes.tolist())) != width:
             raise DataError(f"X has blocks of {width} columns but {len(classes)} distinct classes "
                             "(y lacks some of the base models' classes: pass classes=, their "
@@ -104,7 +87,7 @@ class _ProbabilityFuser(ClassifierMixin, BaseEstimator):
 
     def _predict_input(self, X) -> np.ndarray:
         check_is_fitted(self, "classes_")
-        X, _ = self._blocks_input(X)
+        X = check_array(X, dtype=float)
         if X.shape[1] != self.n_features_in_:
             raise DataError(f"X has {X.shape[1]} columns; this fuser was fitted on "
                             f"{self.n_features_in_}")

@@ -33,7 +33,7 @@ from sklearn.base import BaseEstimator, ClassifierMixin, clone
 from sklearn.model_selection import StratifiedKFold, cross_val_predict
 from sklearn.utils.validation import check_consistent_length, check_is_fitted
 
-from prodcat.fusion.fusers import LateFusion
+from prodcat.fusion.fusers import LateFusion, probability_blocks
 from prodcat.params import Integral, Interval, StrOptions, check_params
 from prodcat.registry import Registry
 from prodcat.text.dense import DenseTextClassifier
@@ -47,7 +47,13 @@ MEMBERS: Registry[Callable[..., object]] = Registry("text ensemble member",
                                                     shared=("random_state", "n_jobs"))
 
 #: The members of ``members="auto"``. The selection weighs them, and may leave any out.
-DEFAULT_MEMBERS = ("tfidf-svm", "tfidf-use-svm", "use-logistic")
+#: ``use-logistic`` was a default until the selection gave it no weight in any outer fold of the
+#: Rakuten and Flipkart samples: it cost a third of the training time for nothing.
+DEFAULT_MEMBERS = ("tfidf-svm", "tfidf-use-svm")
+#: Above this many training listings ``members="auto"`` leaves the sentence-encoder members out:
+#: the multilingual USE encodes about 150–300 title + description texts per second on 2 cores,
+#: so 85k listings would take 5–9 minutes of a 3-minute training budget.
+MAX_DENSE_ROWS = 20_000
 #: The sentence encoder each member needs (the ``text-dense`` extra); members whose encoder is
 #: not installed are left out of ``members="auto"``.
 MEMBER_ENCODERS = {"tfidf-use-svm": "use-multilingual-description",
@@ -118,7 +124,7 @@ def default_text_model(random_state=0, n_jobs=-1):
     members = available_members()
     if len(members) == 1:
         return MEMBERS.create(members[0], random_state=random_state, n_jobs=n_jobs)
-    return TextEnsemble(members=members, random_state=random_state, n_jobs=n_jobs)
+    return TextEnsemble(random_state=random_state, n_jobs=n_jobs)
 
 
 def greedy_selection(probas: list[np.ndarray], y_idx: np.ndarray, rounds: int) -> np.ndarray:
@@ -162,7 +168,8 @@ class TextEnsemble(ClassifierMixin, BaseEstimator):
     ----------
     members : "auto", sequence of str, or mapping of name → estimator
         Members by registered name (:data:`MEMBERS`; ``"auto"``: :data:`DEFAULT_MEMBERS` whose
-        encoder is installed), or estimators given directly. An estimator without
+        encoder is installed, less those that need one when there are more than
+        ``max_dense_rows`` listings), or estimators given directly. An estimator without
         ``oof_proba_`` after ``fit`` is cross-validated once more to get them.
     pooling : {"linear", "geometric", "log-linear"}
         ``linear``: greedy ensemble selection of a weighted average, then sharpening;
@@ -172,6 +179,10 @@ class TextEnsemble(ClassifierMixin, BaseEstimator):
         Rounds of greedy selection (``linear`` only; the weights' resolution is ``1/rounds``).
     cv : int
         Folds for members that do not produce out-of-fold probabilities themselves.
+    max_dense_rows : int or None
+        ``members="auto"`` on more training listings than this keeps only the members without a
+        sentence encoder (its encoding dominates training time on large catalogues); None: no
+        limit. Members named explicitly are always fitted.
     random_state : int
     n_jobs : int or None
         Cores each member's head may use.
@@ -190,6 +201,8 @@ class TextEnsemble(ClassifierMixin, BaseEstimator):
         The blend's out-of-fold probabilities (for thresholds and fusion).
     member_scores_ : dict of name → {"log_loss", "accuracy"}
         Each candidate's out-of-fold scores, and the blend's as ``"ensemble"``.
+    left_out_ : dict of name → str
+        Default members not fitted, and why.
     """
 
     _parameter_constraints = {
@@ -197,23 +210,35 @@ class TextEnsemble(ClassifierMixin, BaseEstimator):
         "pooling": [StrOptions({"linear", "geometric", "log-linear"})],
         "rounds": [Interval(Integral, 1, None, closed="left")],
         "cv": [Interval(Integral, 2, None, closed="left")],
+        "max_dense_rows": [Interval(Integral, 1, None, closed="left"), None],
         "random_state": ["random_state"],
         "n_jobs": [Integral, None],
     }
 
-    def __init__(self, members="auto", pooling="linear", rounds=20, cv=3, random_state=0,
-                 n_jobs=-1):
+    def __init__(self, members="auto", pooling="linear", rounds=20, cv=3,
+                 max_dense_rows=MAX_DENSE_ROWS, random_state=0, n_jobs=-1):
         self.members = members
         self.pooling = pooling
         self.rounds = rounds
         self.cv = cv
+        self.max_dense_rows = max_dense_rows
         self.random_state = random_state
         self.n_jobs = n_jobs
 
-    def _candidates(self) -> dict[str, object]:
+    def _candidates(self, n_rows: int) -> dict[str, object]:
+        self.left_out_ = {}
         if isinstance(self.members, Mapping):
             return {str(k): clone(v) for k, v in self.members.items()}
-        names = available_members() if self.members == "auto" else tuple(self.members)
+        names = tuple(self.members)
+        if self.members == "auto":
+            names = available_members()
+            self.left_out_ = {n: "sentence encoder not installed" for n in DEFAULT_MEMBERS
+                              if n not in names}
+            if self.max_dense_rows is not None and n_rows > self.max_dense_rows:
+                dense = [n for n in names if n in MEMBER_ENCODERS]
+                self.left_out_.update({n: f"{n_rows:,} listings > max_dense_rows="
+                                          f"{self.max_dense_rows:,}" for n in dense})
+                names = tuple(n for n in names if n not in MEMBER_ENCODERS)
         if not names:
             raise ValueError("TextEnsemble needs at least one member")
         return {name: MEMBERS.create(name, random_state=self.random_state, n_jobs=self.n_jobs)
@@ -241,7 +266,7 @@ class TextEnsemble(ClassifierMixin, BaseEstimator):
         rows = np.arange(len(y))
         fitted, oofs = {}, {}
         with sharing_tfidf():
-            for name, estimator in self._candidates().items():
+            for name, estimator in self._candidates(len(y)).items():
                 fitted[name] = clone(estimator).fit(X, y)
                 oofs[name] = self._oof(fitted[name], estimator, X, y)
         names = list(fitted)
@@ -250,7 +275,8 @@ class TextEnsemble(ClassifierMixin, BaseEstimator):
         elif self.pooling == "geometric":
             weights = np.full(len(names), 1 / len(names))
         else:
-            weights = LateFusion().fit([oofs[n] for n in names], y_idx).weights_
+            weights = LateFusion(n_modalities=len(names), classes=np.arange(len(self.classes_))).fit(
+                probability_blocks([oofs[n] for n in names]), y_idx).weights_
         self.weights_ = {n: float(w) for n, w in zip(names, weights, strict=True)}
         self.members_ = {n: fitted[n] for n in names if self.weights_[n] > 0}
         blend = self._pool({n: oofs[n] for n in self.members_})
