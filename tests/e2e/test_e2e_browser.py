@@ -1,6 +1,7 @@
 """End to end: ``prodcat serve`` and ``prodcat ui`` as real processes on loopback, and a real
 headless Chromium (Debian's, installed by ``scripts/install-browser.sh``) driven by Selenium to
-fill the seller form, upload a photo and see the top-3 appear.
+fill the seller form, upload a photo and see the top-3 appear, then decide a correction the API
+queued on the Review page (both servers share one SQLite review store).
 
 Screenshots are kept as test artefacts in ``$PRODCAT_TEST_ARTIFACTS`` (default
 ``/tmp/prodcat-test-artifacts``).
@@ -11,6 +12,7 @@ from __future__ import annotations
 import io
 import json
 import os
+import re
 import shutil
 import socket
 import subprocess
@@ -41,6 +43,7 @@ pytest.importorskip("fastapi")
 
 from selenium import webdriver  # noqa: E402
 from selenium.webdriver.chrome.service import Service  # noqa: E402
+from selenium.webdriver.common.action_chains import ActionChains  # noqa: E402
 from selenium.webdriver.common.by import By  # noqa: E402
 from selenium.webdriver.support import expected_conditions as EC  # noqa: E402
 from selenium.webdriver.support.ui import WebDriverWait  # noqa: E402
@@ -161,6 +164,72 @@ def browser(tmp_path):
         driver.quit()
 
 
+def sidebar_page(browser, name: str) -> None:
+    next(e for e in browser.find_elements(By.CSS_SELECTOR, "[data-testid='stSidebar'] label")
+         if e.text.strip() == name).click()
+
+
+def metric_value(browser, label: str) -> str | None:
+    for metric in browser.find_elements(By.CSS_SELECTOR, "[data-testid='stMetric']"):
+        if label in metric.text:
+            return metric.find_element(By.CSS_SELECTOR, "[data-testid='stMetricValue']").text.strip()
+    return None
+
+
+def settled(browser) -> bool:
+    """The script run has finished painting: no spinner, no element left over from the last run."""
+    return not browser.find_elements(By.CSS_SELECTOR, "[data-stale='true'], [data-testid='stSpinner']")
+
+
+def decide_in_browser(browser, shots: list[Path], tmp_path: Path, review_db: str) -> None:
+    """Open the Review page, sign in as a reviewer, confirm the first item with the keyboard
+    shortcut, and check the decision is in the store."""
+    from prodcat.review import open_store
+
+    wait = WebDriverWait(browser, 120, poll_frequency=0.5)  # the explanation runs on busy cores
+    sidebar_page(browser, "Review")
+    name = wait.until(EC.element_to_be_clickable((By.CSS_SELECTOR,
+                                                  "input[aria-label='Reviewer (your name)']")))
+    name.send_keys("e2e-reviewer\n")
+    wait.until(EC.text_to_be_present_in_element((By.TAG_NAME, "body"), "Why this category"))
+    wait.until(lambda d: len(d.find_elements(By.CSS_SELECTOR, "[data-testid='stProgress']")) >= 3)
+    wait.until(lambda d: any("Confirm:" in b.text for b in d.find_elements(By.TAG_NAME, "button")))
+    wait.until(settled)
+    page = browser.find_element(By.TAG_NAME, "body").text
+    item_id = int(re.search(r"#(\d+): ", page).group(1))
+    assert "Queue" in page and "Reviewed today" in page and "Model precision" in page
+    assert browser.find_elements(By.CSS_SELECTOR, "mark")
+    top1 = re.search(r"1\. (.+) \((\w+)\) — ", page)
+    time.sleep(0.5)
+    shot = tmp_path / "e2e-review-page.png"
+    assert browser.save_screenshot(str(shot))
+    shots.append(shot)
+    # The keyboard shortcut (Y: confirm the top-1), typed outside any field.
+    browser.execute_script("document.activeElement && document.activeElement.blur()")
+    ActionChains(browser).send_keys("y").perform()
+    wait.until(EC.text_to_be_present_in_element((By.TAG_NAME, "body"), f"#{item_id} filed under"))
+    # The next item is claimed at once; the decided one is never offered again.
+    def next_item(d):
+        shown = re.search(r"#(\d+): ", d.find_element(By.TAG_NAME, "body").text)
+        return shown is not None and int(shown.group(1)) != item_id
+
+    wait.until(next_item)
+    store = open_store(review_db)
+    try:
+        decision = store.get(item_id)["decision"]
+        assert decision["reviewer"] == "e2e-reviewer" and decision["label"] == top1.group(2)
+        assert store.stats()["decided_today"] == 1
+    finally:
+        store.close()
+    wait.until(lambda d: metric_value(d, "Reviewed today") == "1")
+    wait.until(EC.text_to_be_present_in_element((By.TAG_NAME, "body"), "Why this category"))
+    wait.until(settled)
+    time.sleep(0.5)
+    shot = tmp_path / "e2e-review-decided.png"
+    assert browser.save_screenshot(str(shot))
+    shots.append(shot)
+
+
 def test_serve_and_ui_in_a_real_browser(e2e_model, browser, tmp_path):
     from prodcat.model import load_bundle
 
@@ -174,8 +243,11 @@ def test_serve_and_ui_in_a_real_browser(e2e_model, browser, tmp_path):
     expected = model.predict_top_k({"title": title, "description": "", "image": str(pic)}, 3)[0][0]
     api_port, ui_port = free_port(), free_port()
     api_log, ui_log = tmp_path / "serve.log", tmp_path / "ui.log"
-    api = start(["serve", "--model", str(model_dir), "--host", LOOPBACK, "--port", str(api_port)], api_log)
-    ui = start(["ui", "--model", str(model_dir), "--host", LOOPBACK, "--port", str(ui_port)], ui_log)
+    review_db = f"sqlite:///{tmp_path / 'reviews.db'}"
+    api = start(["serve", "--model", str(model_dir), "--host", LOOPBACK, "--port", str(api_port),
+                 "--review-db", review_db], api_log)
+    ui = start(["ui", "--model", str(model_dir), "--host", LOOPBACK, "--port", str(ui_port),
+                "--review-db", review_db, "--review-order", "oldest"], ui_log)
     shots = []
     try:
         # -- the API process answers a real multipart upload ------------------------------------
@@ -222,9 +294,19 @@ def test_serve_and_ui_in_a_real_browser(e2e_model, browser, tmp_path):
         assert browser.save_screenshot(str(shot))
         shots.append(shot)
 
+        # -- the review page: a correction posted to the API, decided in the browser ------------
+        for n, text in enumerate((title, "Lot de 3 articles neufs")):
+            req = urllib.request.Request(
+                f"http://{LOOPBACK}:{api_port}/v1/feedback", method="POST",
+                data=json.dumps({"id": f"e2e-{n}", "title": text, "description": "Très bon état",
+                                 "label": expected["code"]}).encode(),
+                headers={"Content-Type": "application/json"})
+            with urllib.request.urlopen(req, timeout=30) as resp:
+                assert resp.status == 201
+        decide_in_browser(browser, shots, tmp_path, review_db)
+
         # -- the model page shows the evaluation report -----------------------------------------
-        next(e for e in browser.find_elements(By.CSS_SELECTOR, "[data-testid='stSidebar'] label")
-             if e.text.strip() == "Model").click()
+        sidebar_page(browser, "Model")
         wait.until(EC.text_to_be_present_in_element((By.TAG_NAME, "body"), "Per-class F1"))
         wait.until(lambda d: len(d.find_elements(By.CSS_SELECTOR, "[data-testid='stImage'] img")) >= 3)
         assert "Weighted F1" in browser.find_element(By.TAG_NAME, "body").text

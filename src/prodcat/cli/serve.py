@@ -106,8 +106,13 @@ def _is_loopback(host: str) -> bool:
               help="largest photo accepted")
 @click.option("--data-report", "data_report", type=click.Path(), default=None,
               help="folder written by `prodcat explore`, shown on the Data page")
+@click.option("--review-db", default=None, metavar="URL",
+              help="review store for the Review page (sqlite:///reviews.db, postgresql://...), "
+                   "the one `prodcat serve --review-db` fills")
+@click.option("--review-order", type=click.Choice(["uncertain", "oldest"]), default="uncertain",
+              show_default=True, help="order the Review page takes items in (uncertain: margin sampling)")
 @bundle_trust_options
-def ui(model_dir, report_dir, host, port, max_image_mb, data_report):
+def ui(model_dir, report_dir, host, port, max_image_mb, data_report, review_db, review_order):
     """Start the seller web app (Streamlit) for a bundle."""
     import importlib.util
 
@@ -120,11 +125,17 @@ def ui(model_dir, report_dir, host, port, max_image_mb, data_report):
         raise DataError(f"--report {report_dir} is not a folder")
     if data_report is not None and not (Path(data_report) / "summary.json").is_file():
         raise DataError(f"--data-report {data_report} has no summary.json (write it with prodcat explore)")
+    if review_db:
+        from prodcat.review import open_store
+
+        open_store(review_db).close()  # created or migrated once here: a bad URL is one clear error
     from prodcat.ui.launch import (
         DATA_REPORT_ENV,
         IMAGE_BYTES_ENV,
         MODEL_ENV,
         REPORT_ENV,
+        REVIEW_DB_ENV,
+        REVIEW_ORDER_ENV,
         streamlit_command,
     )
 
@@ -136,9 +147,24 @@ def ui(model_dir, report_dir, host, port, max_image_mb, data_report):
             env[name] = str(Path(folder).resolve())
         else:
             env.pop(name, None)
+    if review_db:
+        env[REVIEW_DB_ENV] = _absolute_sqlite(review_db)
+    else:
+        env.pop(REVIEW_DB_ENV, None)
+    env[REVIEW_ORDER_ENV] = review_order
     cmd = streamlit_command(host=host, port=port, max_upload_mb=max_image_mb)
     echo(f"web app for {model_dir} on http://{host}:{port}")
     sys.stdout.flush()
     sys.stderr.flush()
     # Become the Streamlit server: signals (Ctrl-C, SIGTERM) then reach it directly.
     os.execve(cmd[0], cmd, env)
+
+
+def _absolute_sqlite(url: str) -> str:
+    """A relative SQLite path made absolute (Streamlit's working folder may differ)."""
+    from sqlalchemy.engine import make_url
+
+    u = make_url(url)
+    if u.get_backend_name() == "sqlite" and u.database and u.database != ":memory:":
+        return u.set(database=str(Path(u.database).resolve())).render_as_string(hide_password=False)
+    return url

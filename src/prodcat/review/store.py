@@ -253,9 +253,11 @@ class ReviewStore:
 
     def claim_next(self, reviewer: str, *, order: str = "uncertain",
                    lease_seconds: float = DEFAULT_LEASE_SECONDS,
-                   reasons: Sequence[str] | None = None) -> dict[str, Any] | None:
+                   reasons: Sequence[str] | None = None,
+                   exclude: Iterable[int] | None = None) -> dict[str, Any] | None:
         """Give ``reviewer`` the next open item nobody holds, leased for ``lease_seconds``: the
-        item with its ``claim`` (token, expiry), or None when the queue is empty."""
+        item with its ``claim`` (token, expiry), or None when the queue is empty. ``exclude``:
+        item ids not to give (the ones this reviewer skipped)."""
         if order not in ORDERS:
             raise ConfigError(f"unknown queue order {order!r}; one of {', '.join(ORDERS)}")
         now = utcnow()
@@ -264,6 +266,9 @@ class ReviewStore:
             ReviewItem.lease_expires_at.is_(None) | (ReviewItem.lease_expires_at < now))
         if reasons:
             free &= ReviewItem.reason.in_(list(reasons))
+        skipped = sorted({int(i) for i in exclude or ()})
+        if skipped:
+            free &= ReviewItem.id.not_in(skipped)
         ranking = ((func.coalesce(ReviewItem.margin, 1.0), ReviewItem.id) if order == "uncertain"
                    else (ReviewItem.created_at, ReviewItem.id))
         pick = select(ReviewItem.id).where(free).order_by(*ranking).limit(1)

@@ -1,7 +1,7 @@
-"""The prodcat web app (Streamlit): a seller page, a model page and a data page.
+"""The prodcat web app (Streamlit): a seller page, a review page, a model page and a data page.
 
 Run with ``prodcat ui --model MODEL_DIR``. The script reads its settings from the environment
-(``PRODCAT_UI_MODEL``, ``PRODCAT_UI_REPORT``) because Streamlit owns the command line. It loads
+(``PRODCAT_UI_MODEL``, ``PRODCAT_UI_REPORT``, ``PRODCAT_UI_REVIEW_DB``, ...) because Streamlit owns the command line. It loads
 the bundle in-process through the same :class:`~prodcat.serving.service.ModelService` as the
 API, once per server process (``st.cache_resource``).
 """
@@ -16,11 +16,21 @@ import streamlit as st
 import streamlit.components.v1 as components
 
 from prodcat.errors import ProdcatError
+from prodcat.explain import advice
 from prodcat.serving.errors import ServingError
 from prodcat.serving.images import ALLOWED_FORMATS
 from prodcat.serving.service import ModelService
 from prodcat.ui import core
-from prodcat.ui.launch import DATA_REPORT_ENV, IMAGE_BYTES_ENV, MODEL_ENV, REPORT_ENV
+from prodcat.ui.launch import (
+    DATA_REPORT_ENV,
+    IMAGE_BYTES_ENV,
+    MODEL_ENV,
+    REPORT_ENV,
+    REVIEW_DB_ENV,
+    REVIEW_ORDER_ENV,
+)
+from prodcat.ui.review_page import get_store, review_page
+from prodcat.ui.widgets import pct, show_advice, show_explanation, show_ranking
 
 MAX_TITLE = 1_000
 MAX_DESCRIPTION = 20_000
@@ -31,17 +41,12 @@ def get_service(model_dir: str) -> ModelService:
     return ModelService.load(model_dir)
 
 
-def _pct(p: float) -> str:
-    return f"{100 * p:.1f} %"
+@st.cache_resource(show_spinner=False)
+def get_advisor(model_dir: str, _service: ModelService):
+    """The seller advice's word weights (:mod:`prodcat.explain.advice`), once per bundle."""
+    from prodcat.explain.advice import WordAdvisor
 
-
-def show_ranking(rows: list[dict] | None, *, empty: str) -> None:
-    if not rows:
-        st.caption(empty)
-        return
-    for rank, row in enumerate(rows, 1):
-        label = f"{rank}. {row['name']} ({row['code']}) — {_pct(row['probability'])}"
-        st.progress(min(max(float(row["probability"]), 0.0), 1.0), text=label)
+    return WordAdvisor.from_model(_service.model)
 
 
 #: Refusals that concern the photo alone: the listing is then classified from its text.
@@ -53,7 +58,7 @@ def _reason(message: str) -> str:
     return message.split(": ", 1)[1] if message.startswith("The photo: ") else message
 
 
-def seller_page(service: ModelService, max_image_bytes: int) -> None:
+def seller_page(service: ModelService, max_image_bytes: int, model_dir: str) -> None:
     st.title("Which category is my listing?")
     st.write("Type the title, add a description and a photo if you have them, and get the three "
              "most likely categories.")
@@ -82,6 +87,9 @@ def seller_page(service: ModelService, max_image_bytes: int) -> None:
                     result = core.classify(service, title, description, None,
                                            max_image_bytes=max_image_bytes, explain=True)
             st.session_state["result"] = result
+            st.session_state["advice"] = (advice.seller_advice(get_advisor(model_dir, service), title,
+                                                               description or "", result["top_k"])
+                                          if result["needs_review"] else [])
             st.session_state["result_text"] = (title, description or "")
             st.session_state["result_image"] = image
             st.session_state["photo_error"] = photo_error
@@ -99,15 +107,16 @@ def seller_page(service: ModelService, max_image_bytes: int) -> None:
     st.subheader("Top 3 categories")
     best = result["top_k"][0]
     if result["needs_review"]:
-        st.warning(f"**Needs review**: the best guess ({_pct(best['probability'])}) is below the "
-                   f"{_pct(result['threshold'])} confidence needed to file it automatically.",
+        st.warning(f"**Needs review**: the best guess ({pct(best['probability'])}) is below the "
+                   f"{pct(result['threshold'])} confidence needed to file it automatically.",
                    icon=":material/warning:")
     else:
         st.success(f"Confident: **{best['name']}** can be filed automatically "
-                   f"(≥ {_pct(result['threshold'])}).", icon=":material/check_circle:")
+                   f"(≥ {pct(result['threshold'])}).", icon=":material/check_circle:")
     show_ranking(result["top_k"], empty="no answer")
     if best.get("parent"):
         st.caption(f"Best guess sits under **{best['parent']}**.")
+    show_advice(st.session_state.get("advice") or [])
 
     st.subheader("What each part said")
     text_col, image_col = st.columns(2)
@@ -131,46 +140,6 @@ def seller_page(service: ModelService, max_image_bytes: int) -> None:
     show_explanation(result.get("explanation"), *st.session_state.get("result_text", ("", "")))
 
 
-def show_explanation(explanation: dict | None, title: str, description: str) -> None:
-    """Why: the listing's words marked for and against the best category, the photo's heat map."""
-    if not explanation:
-        return
-    st.subheader("Why this category")
-    if "error" in explanation:
-        st.caption(f"No explanation for this answer: {explanation['error']}")
-        return
-    best = explanation["answer"][0]
-    text = explanation.get("text")
-    words_col, photo_col = st.columns([3, 2])
-    with words_col:
-        if text:
-            weights = text["classes"][0]["token_weights"]
-            st.markdown(f"Words for **{best['name']}** in green, against in red:")
-            st.markdown(core.highlight_html(title, text["tokens"], weights, "title"),
-                        unsafe_allow_html=True)
-            if description.strip():
-                st.markdown(core.highlight_html(description[:1000], text["tokens"], weights, "description"),
-                            unsafe_allow_html=True)
-            top = [w for w in text["classes"][0]["top_words"] if w["weight"] > 0][:6]
-            if top:
-                st.caption("Strongest words: " + ", ".join(f"{w['word']} ({w['weight']:+.1f})" for w in top))
-        else:
-            st.caption("No text to explain.")
-    with photo_col:
-        png = explanation.get("heatmap_png")
-        if png:
-            st.image(png, width=220, caption=f"Photo regions behind this answer "
-                                              f"({explanation['image']['method']})")
-    mods = explanation.get("modalities") or {}
-    if mods.get("agree") is not None:
-        first = next((c for c in mods.get("classes", []) if c["code"] == best["code"]), None)
-        moved = f" The photo moved it by {100 * first['photo_moved']:+.0f} points." if first else ""
-        st.caption(("Text and photo agree." if mods["agree"] else
-                    f"Text and photo disagree; decided by the {mods['decided_by']}.") + moved)
-    for note in explanation.get("notes", []):
-        st.caption(note)
-
-
 def model_page(service: ModelService, report_dir: Path | None) -> None:
     summary = service.summary()
     st.title("Model")
@@ -181,7 +150,7 @@ def model_page(service: ModelService, report_dir: Path | None) -> None:
         trained = f", trained on {training['n_listings']:,} listings{source}"
     st.write(f"**{summary['model_id']}**, created {summary.get('created_at') or '?'}: "
              f"{summary['n_classes']} categories{trained}; modalities: {', '.join(summary['modalities'])}; "
-             f"automation threshold {_pct(summary['threshold'])}.")
+             f"automation threshold {pct(summary['threshold'])}.")
     metrics = core.load_report(report_dir)
     if metrics is None:
         cv = (summary.get("metrics") or {}).get("cv")
@@ -282,15 +251,19 @@ def main() -> None:
         st.stop()
     report_dir = core.default_report_dir(model_dir, os.environ.get(REPORT_ENV) or None)
     max_image_bytes = int(os.environ.get(IMAGE_BYTES_ENV) or 8 * 1024 * 1024)
-    page = st.sidebar.radio("Page", ["Seller", "Model", "Data"], key="page")
+    page = st.sidebar.radio("Page", ["Seller", "Review", "Model", "Data"], key="page")
     st.sidebar.caption(f"model {service.model_id}")
-    if page == "Model":
+    if page == "Review":
+        review_db = os.environ.get(REVIEW_DB_ENV) or None
+        review_page(service, get_store(review_db) if review_db else None,
+                    os.environ.get(REVIEW_ORDER_ENV) or "uncertain")
+    elif page == "Model":
         model_page(service, report_dir)
     elif page == "Data":
         data_dir = os.environ.get(DATA_REPORT_ENV)
         data_page(Path(data_dir) if data_dir else None)
     else:
-        seller_page(service, max_image_bytes)
+        seller_page(service, max_image_bytes, model_dir)
 
 
 main()

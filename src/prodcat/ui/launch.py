@@ -12,6 +12,9 @@ MODEL_ENV = "PRODCAT_UI_MODEL"
 REPORT_ENV = "PRODCAT_UI_REPORT"
 DATA_REPORT_ENV = "PRODCAT_UI_DATA_REPORT"
 IMAGE_BYTES_ENV = "PRODCAT_UI_MAX_IMAGE_BYTES"
+#: The review store of the review page (a SQLAlchemy URL) and the order its queue is served in.
+REVIEW_DB_ENV = "PRODCAT_UI_REVIEW_DB"
+REVIEW_ORDER_ENV = "PRODCAT_UI_REVIEW_ORDER"
 
 
 def streamlit_command(*, host: str = "127.0.0.1", port: int = 8501, max_upload_mb: int = 8,
