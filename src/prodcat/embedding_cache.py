@@ -54,13 +54,17 @@ def content_digest(data: bytes | str) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
-class EmbeddingCache:
-    """Embeddings on disk in one SQLite file; safe to share between threads and processes.
+class SqliteStore:
+    """One table in the cache's SQLite file, with the connection handling every cache shares:
+    one connection per store, serialised by a lock (safe between threads), WAL journal and a busy
+    timeout (safe between processes), reopened lazily after pickling (a Dask worker's copy).
 
-    ``EmbeddingCache()`` opens ``<cache dir>/embeddings.sqlite``; pass a path to put it
-    elsewhere. Vectors are stored as float32 bytes, exactly as the encoder returned them.
+    Subclasses give ``SCHEMA`` (a ``CREATE TABLE IF NOT EXISTS``), ``KIND`` (for messages) and
+    ``error`` (the exception class of their side).
     """
 
+    SCHEMA = ""
+    KIND = "cache"
     #: What a damaged or unusable cache file raises (a subclass may name its own side's error).
     error: Callable[[str], Exception] = CacheError
 
@@ -69,30 +73,21 @@ class EmbeddingCache:
         self._lock = threading.Lock()
         self._conn: sqlite3.Connection | None = None
 
-    # --- connection ------------------------------------------------------------------------
-
     def _connect(self) -> sqlite3.Connection:
         if self._conn is not None:
             return self._conn
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
-            # One connection shared by the encoding threads, serialised by self._lock.
             conn = sqlite3.connect(self.path, timeout=60, check_same_thread=False)
             conn.execute("PRAGMA journal_mode=WAL")
             conn.execute("PRAGMA synchronous=NORMAL")
-            conn.execute(
-                "CREATE TABLE IF NOT EXISTS embeddings ("
-                " encoder TEXT NOT NULL, digest TEXT NOT NULL, dim INTEGER NOT NULL,"
-                " vector BLOB NOT NULL, PRIMARY KEY (encoder, digest)) WITHOUT ROWID"
-            )
+            conn.execute(self.SCHEMA)
             conn.commit()
         except sqlite3.DatabaseError as exc:
-            raise self.error(
-                f"the embedding cache {self.path} cannot be used ({exc}); delete the file to "
-                "start an empty cache"
-            ) from None
+            raise self.error(f"the {self.KIND} {self.path} cannot be used ({exc}); delete the file "
+                             "to start an empty cache") from None
         except OSError as exc:
-            raise self.error(f"cannot create the embedding cache at {self.path}: {exc}") from None
+            raise self.error(f"cannot create the {self.KIND} at {self.path}: {exc}") from None
         self._conn = conn
         return conn
 
@@ -119,6 +114,19 @@ class EmbeddingCache:
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({str(self.path)!r})"
+
+
+class EmbeddingCache(SqliteStore):
+    """Embeddings on disk in one SQLite file; safe to share between threads and processes.
+
+    ``EmbeddingCache()`` opens ``<cache dir>/embeddings.sqlite``; pass a path to put it
+    elsewhere. Vectors are stored as float32 bytes, exactly as the encoder returned them.
+    """
+
+    SCHEMA = ("CREATE TABLE IF NOT EXISTS embeddings ("
+              " encoder TEXT NOT NULL, digest TEXT NOT NULL, dim INTEGER NOT NULL,"
+              " vector BLOB NOT NULL, PRIMARY KEY (encoder, digest)) WITHOUT ROWID")
+    KIND = "embedding cache"
 
     # --- reading and writing ---------------------------------------------------------------
 

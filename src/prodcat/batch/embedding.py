@@ -83,13 +83,7 @@ def run_embed_job(data: str | Path, *, encoder: str = "efficientnet-lite0",
                   echo: Callable[[str], None] = print, progress: bool | None = None) -> EmbedSummary:
     """Embed every photo of ``data`` with ``encoder`` into the embedding cache (``cache``: its
     SQLite file; default the one training uses)."""
-    from prodcat.image import (
-        EmbeddingCache,
-        ImageError,
-        content_digest,
-        create_encoder,
-        read_image_bytes,
-    )
+    from prodcat.image import EmbeddingCache, create_encoder
 
     source = open_source(data, **(data_options or {}))
     encoder_id = create_encoder(encoder).encoder_id  # an unknown name fails here
@@ -110,28 +104,7 @@ def run_embed_job(data: str | Path, *, encoder: str = "efficientnet-lite0",
             bar.update(rows)
 
         for part in source.partitions(partition_rows, images=True):
-            summary.rows += len(part)
-            summary.photos_missing += part.images_missing
-            digests, blobs = [], []
-            for path in part.frame["image"]:
-                if path is None:
-                    continue
-                summary.photos += 1
-                try:
-                    blob = read_image_bytes(path)
-                except ImageError:
-                    summary.unreadable += 1
-                    continue
-                digest = content_digest(blob)
-                if digest in seen:
-                    summary.duplicates += 1
-                    continue
-                seen.add(digest)
-                digests.append(digest)
-                blobs.append(blob)
-            have = store.get_many(encoder_id, digests) if digests else {}
-            summary.cached += len(have)
-            todo = [(d, b) for d, b in zip(digests, blobs, strict=True) if d not in have]
+            todo = part.photos_to_process(summary, seen, store, encoder_id)
             if not todo:
                 bar.update(len(part))
                 continue

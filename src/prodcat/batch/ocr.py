@@ -90,7 +90,6 @@ def run_ocr_job(data: str | Path, *, ocr_engine: str = "rapidocr",
                 progress: bool | None = None) -> OcrJobSummary:
     """Read every photo of ``data`` with ``ocr_engine`` into the OCR cache (``cache``: its
     SQLite file; default the embedding cache's)."""
-    from prodcat.image import ImageError, content_digest, read_image_bytes
     from prodcat.ocr import OcrCache, OcrResult
 
     source = open_source(data, **(data_options or {}))
@@ -113,28 +112,7 @@ def run_ocr_job(data: str | Path, *, ocr_engine: str = "rapidocr",
             bar.update(rows)
 
         for part in source.partitions(partition_rows, images=True):
-            summary.rows += len(part)
-            summary.photos_missing += part.images_missing
-            digests, blobs = [], []
-            for path in part.frame["image"]:
-                if path is None:
-                    continue
-                summary.photos += 1
-                try:
-                    blob = read_image_bytes(path)
-                except ImageError:
-                    summary.unreadable += 1
-                    continue
-                digest = content_digest(blob)
-                if digest in seen:
-                    summary.duplicates += 1
-                    continue
-                seen.add(digest)
-                digests.append(digest)
-                blobs.append(blob)
-            have = store.get_many(engine_id, digests) if digests else {}
-            summary.cached += len(have)
-            todo = [(d, b) for d, b in zip(digests, blobs, strict=True) if d not in have]
+            todo = part.photos_to_process(summary, seen, store, engine_id)
             if not todo:
                 bar.update(len(part))
                 continue

@@ -50,6 +50,38 @@ class Partition:
     def __len__(self) -> int:
         return len(self.frame)
 
+    def photos_to_process(self, summary: Any, seen: set[str], store: Any, key: str) -> list[tuple[str, bytes]]:
+        """``(digest, bytes)`` of this partition's photos that ``store`` lacks under ``key`` and
+        that no earlier partition of the job sent (``seen``, updated).
+
+        Counts into ``summary`` (an embedding or OCR job's): rows, photos, missing, unreadable,
+        duplicate and cached photos. ``store`` is any cache with ``get_many(key, digests)``.
+        """
+        from prodcat.image import ImageError, content_digest, read_image_bytes
+
+        summary.rows += len(self)
+        summary.photos_missing += self.images_missing
+        digests, blobs = [], []
+        for path in self.frame["image"]:
+            if path is None:
+                continue
+            summary.photos += 1
+            try:
+                blob = read_image_bytes(path)
+            except ImageError:
+                summary.unreadable += 1
+                continue
+            digest = content_digest(blob)
+            if digest in seen:
+                summary.duplicates += 1
+                continue
+            seen.add(digest)
+            digests.append(digest)
+            blobs.append(blob)
+        have = store.get_many(key, digests) if digests else {}
+        summary.cached += len(have)
+        return [(d, b) for d, b in zip(digests, blobs, strict=True) if d not in have]
+
 
 @dataclass
 class CatalogSource:

@@ -12,76 +12,30 @@ used side by side by several processes.
 from __future__ import annotations
 
 import os
-import sqlite3
-import threading
 from collections.abc import Iterable, Sequence
-from pathlib import Path
 
-from prodcat.embedding_cache import CACHE_FILE, EmbeddingCache, default_cache_dir
+from prodcat.embedding_cache import EmbeddingCache, SqliteStore
 from prodcat.ocr.engines import OcrError
 from prodcat.ocr.result import OcrResult
 
 TABLE = "ocr_results"
 
 
-class OcrCache:
+class OcrCache(SqliteStore):
     """OCR results by ``(engine id, photo digest)``; safe to share between threads and processes.
 
     ``OcrCache()`` opens ``<cache dir>/embeddings.sqlite`` (the file the embeddings use); pass a
     path, or an :class:`EmbeddingCache` to use its file.
     """
 
+    SCHEMA = (f"CREATE TABLE IF NOT EXISTS {TABLE} ("
+              " engine TEXT NOT NULL, digest TEXT NOT NULL, result TEXT NOT NULL,"
+              " PRIMARY KEY (engine, digest)) WITHOUT ROWID")
+    KIND = "OCR cache"
+    error = OcrError
+
     def __init__(self, path: str | os.PathLike | EmbeddingCache | None = None):
-        if isinstance(path, EmbeddingCache):
-            path = path.path
-        self.path = Path(path).expanduser() if path is not None else default_cache_dir() / CACHE_FILE
-        self._lock = threading.Lock()
-        self._conn: sqlite3.Connection | None = None
-
-    def _connect(self) -> sqlite3.Connection:
-        if self._conn is not None:
-            return self._conn
-        try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            conn = sqlite3.connect(self.path, timeout=60, check_same_thread=False)
-            conn.execute("PRAGMA journal_mode=WAL")
-            conn.execute("PRAGMA synchronous=NORMAL")
-            conn.execute(
-                f"CREATE TABLE IF NOT EXISTS {TABLE} ("
-                " engine TEXT NOT NULL, digest TEXT NOT NULL, result TEXT NOT NULL,"
-                " PRIMARY KEY (engine, digest)) WITHOUT ROWID"
-            )
-            conn.commit()
-        except sqlite3.DatabaseError as exc:
-            raise OcrError(f"the cache {self.path} cannot be used ({exc}); delete the file to start "
-                           "an empty cache") from None
-        except OSError as exc:
-            raise OcrError(f"cannot create the cache at {self.path}: {exc}") from None
-        self._conn = conn
-        return conn
-
-    def close(self) -> None:
-        with self._lock:
-            if self._conn is not None:
-                self._conn.close()
-                self._conn = None
-
-    def __enter__(self) -> OcrCache:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
-    def __getstate__(self) -> dict[str, object]:
-        return {"path": self.path}
-
-    def __setstate__(self, state: dict[str, object]) -> None:
-        self.path = Path(state["path"])  # type: ignore[arg-type]
-        self._lock = threading.Lock()
-        self._conn = None
-
-    def __repr__(self) -> str:
-        return f"OcrCache({str(self.path)!r})"
+        super().__init__(path.path if isinstance(path, EmbeddingCache) else path)
 
     def get_many(self, engine_id: str, digests: Sequence[str]) -> dict[str, OcrResult]:
         """The cached results among ``digests``, by digest (marked ``cached``)."""
