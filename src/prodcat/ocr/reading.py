@@ -12,6 +12,7 @@ import os
 import sys
 from collections.abc import Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import nullcontext
 from typing import Any
 
 from prodcat.embedding_cache import EmbeddingCache, content_digest
@@ -75,17 +76,11 @@ def read_photos(paths: Iterable[Any], engine: str | OcrEngine = DEFAULT_ENGINE, 
         pending.clear()
 
     try:
-        if n_workers > 1 and len(todo) > 1:
-            with ThreadPoolExecutor(n_workers, thread_name_prefix="prodcat-ocr") as pool:
-                for digest, result in zip(todo, pool.map(lambda d: eng.read(blobs[d]), todo), strict=True):
-                    done[digest] = result
-                    pending.append((digest, result))
-                    bar.update(1)
-                    if len(pending) >= flush_every:
-                        flush()
-        else:
-            for digest in todo:
-                result = eng.read(blobs.pop(digest))
+        parallel = n_workers > 1 and len(todo) > 1
+        with ThreadPoolExecutor(n_workers, thread_name_prefix="prodcat-ocr") if parallel else nullcontext() as pool:
+            # Each photo's bytes are dropped once read: a large catalogue never holds them all.
+            read = (pool.map if pool is not None else map)(lambda d: eng.read(blobs.pop(d)), todo)
+            for digest, result in zip(todo, read, strict=True):
                 done[digest] = result
                 pending.append((digest, result))
                 bar.update(1)
