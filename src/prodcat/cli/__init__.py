@@ -15,6 +15,7 @@ import click
 
 from prodcat.cli.audit import audit as audit_command
 from prodcat.cli.common import echo, read_data
+from prodcat.cli.compare import compare as compare_command
 from prodcat.cli.corrections import corrections as corrections_command
 from prodcat.cli.demo import demo as demo_command
 from prodcat.cli.evaluate import evaluate as evaluate_command
@@ -22,6 +23,7 @@ from prodcat.cli.explain import explain as explain_command
 from prodcat.cli.explore import explore as explore_command
 from prodcat.cli.info import info as info_command
 from prodcat.cli.modelling import build_classifier, fit_params
+from prodcat.cli.monitor import monitor as monitor_command
 from prodcat.cli.ocr import ocr as ocr_command
 from prodcat.cli.options import (
     DATA_DEFAULTS,
@@ -48,7 +50,7 @@ def cli():
 
 for _command in (train_command, evaluate_command, predict_command, embed_command, explain_command,
                  info_command, runs_command, demo_command, explore_command, serve_command, ui_command,
-                 audit_command, corrections_command, ocr_command):
+                 audit_command, corrections_command, ocr_command, compare_command, monitor_command):
     cli.add_command(_command)
 
 

@@ -19,7 +19,12 @@ _MB = 1024 * 1024
 
 
 @click.command()
-@click.option("--model", "model_dir", required=True, type=click.Path(), help="bundle to serve")
+@click.option("--model", "model_dir", required=True, type=click.Path(),
+              help="bundle to serve: a folder, or an MLflow registered version (models:/NAME@champion, "
+                   "models:/NAME/3), downloaded once into the prodcat cache folder")
+@click.option("--tracking-uri", default=None,
+              help="MLflow store that resolves --model models:/... [MLFLOW_TRACKING_URI, else "
+                   "./mlruns-prodcat or $PRODCAT_TRACKING_DIR]")
 @click.option("--host", default="127.0.0.1", show_default=True, help="address to listen on")
 @click.option("--port", type=click.IntRange(1, 65535), default=8000, show_default=True)
 @click.option("--workers", type=click.IntRange(1, 64), default=1, show_default=True,
@@ -47,7 +52,7 @@ _MB = 1024 * 1024
 @click.option("--review-order", type=click.Choice(["uncertain", "oldest"]), default="uncertain",
               show_default=True, help="default order of /v1/review/next (uncertain: margin sampling)")
 @bundle_trust_options
-def serve(model_dir, host, port, workers, api_key_file, max_batch, max_image_mb, decode_budget,
+def serve(model_dir, tracking_uri, host, port, workers, api_key_file, max_batch, max_image_mb, decode_budget,
           decode_concurrency, protect_ops, access_log, log_level, review_db, review_order):
     """Serve a bundle over HTTP: POST /v1/predict, /v1/predict/batch, docs at /docs."""
     try:
@@ -56,6 +61,12 @@ def serve(model_dir, host, port, workers, api_key_file, max_batch, max_image_mb,
     except ImportError as exc:
         raise ConfigError(f"serving needs the 'serve' extra: pip install 'prodcat[serve]' ({exc})") from None
 
+    from prodcat.tracking.model_registry import is_model_uri, resolve_model_uri
+
+    if is_model_uri(model_dir):
+        registered = model_dir
+        model_dir = str(resolve_model_uri(registered, tracking_uri))
+        echo(f"{registered} is {model_dir}")
     keys = read_api_keys(api_key_file)
     image_bytes = int(max_image_mb * _MB)
     # A body carries the photo base64-encoded (4/3 of its size) beside the text fields.

@@ -78,6 +78,11 @@ def train(data, out, cv, corrections, **kwargs):
     for w in caught:
         echo(f"warning: {w.message}")
     seconds = time.perf_counter() - t0
+    if folds:  # what the model answers out of fold: prodcat monitor's reference for drift
+        from prodcat.evaluation.drift import reference_distribution
+
+        metrics["monitoring"] = reference_distribution(res.proba, res.classes, model.threshold_,
+                                                       source=f"out-of-fold answers ({folds}-fold CV)")
     training = {"source": catalog.source, "format": catalog.format, "fingerprint": labelled.fingerprint(),
                 "n_listings": len(labelled), "n_classes": len(model.classes_),
                 "class_counts": labelled.class_counts(), "read_report": catalog.report.to_dict(),

@@ -8,6 +8,8 @@ import time
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+#: Confidence (top probability) buckets: deciles, finer near 1 where most filed answers fall.
+CONFIDENCE_BUCKETS = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 0.99, 1.0)
 _LATENCY_BUCKETS = (0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.4, 0.8, 1.6, 3.2)
 
 
@@ -33,8 +35,32 @@ class ServingMetrics:
                                    buckets=_LATENCY_BUCKETS, registry=r)
         self.model_info = Gauge("prodcat_model_info", "The loaded model (value 1)",
                                 ["model_id", "n_classes"], registry=r)
+        # What the model answers (``prodcat monitor --metrics`` reads these for drift): the
+        # category series are bounded by the model's classes, never by the input.
+        self.categories = Counter("prodcat_predicted_category_total",
+                                  "Listings classified, by predicted category (top-1 code)",
+                                  ["category"], registry=r)
+        self.confidence = Histogram("prodcat_prediction_confidence",
+                                    "Top-1 probability of each classified listing",
+                                    buckets=CONFIDENCE_BUCKETS, registry=r)
+        self.review_share = Gauge("prodcat_needs_review_ratio",
+                                  "Share of the listings classified since start that need review",
+                                  registry=r)
+        self._answered = 0
+        self._unsure = 0
         self.ready = Gauge("prodcat_ready", "1 when the model is loaded and requests are served",
                            registry=r)
+
+    def observe_answer(self, result: dict) -> None:
+        """One answer: its decision, predicted category, confidence, and the review share."""
+        self.predictions.labels(result["decision"]).inc()
+        top = (result.get("top_k") or [None])[0]
+        if top is not None:
+            self.categories.labels(str(top["code"])).inc()
+            self.confidence.observe(float(top["probability"]))
+        self._answered += 1
+        self._unsure += bool(result.get("needs_review"))
+        self.review_share.set(self._unsure / self._answered)
 
     def observe_batch(self, size: int, seconds: float) -> None:
         self.batch_size.observe(size)

@@ -126,7 +126,7 @@ async def classify(state: AppState, items: list[Listing], names: list[str]) -> l
         ImageStore.discard(paths)
     for (m, _), r in zip(items, results, strict=True):
         r["id"] = getattr(m, "id", None)
-        metrics.predictions.labels(r["decision"]).inc()
+        metrics.observe_answer(r)
     if state.review is not None:  # imported here: the review extra is needed only with --review-db
         from prodcat.serving.review_routes import queue_answers
 
