@@ -182,7 +182,7 @@ def report(rows: list[dict[str, Any]], args: Any, info: dict[str, Any]) -> tuple
         [[r["size"], _get(r, "prodcat", "fit_s"), _get(r, "prodcat-rerun", "fit_s"),
           ratio(_get(r, "prodcat", "fit_s"), _get(r, "prodcat-rerun", "fit_s"))] for r in rows])
     parts = [
-        "## Training time and peak memory: prodcat Classifier() vs TF-IDF + LinearSVC",
+        "## Training time and peak memory: prodcat Classifier() vs the seeds' recipe",
         f"Data: **{SYNTHETIC_NOTE}** (from {args.data}, seed {args.seed}, dropout {args.dropout:g}).",
         "Each (size, model) ran in a fresh process; fit wall time excludes data generation and "
         "reading; peak MB is that process's `ru_maxrss`, which includes the interpreter, imports "
