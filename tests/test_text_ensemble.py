@@ -78,9 +78,13 @@ def test_averaged_head_is_the_mean_of_the_full_and_fold_fits():
     _, a0, b0, oof0 = cross_fit_platt(LinearSVC(C=0.5, random_state=0), Z, y, folds=3, average=False)
     np.testing.assert_allclose(a, a0)
     np.testing.assert_allclose(oof, oof0)
-    single = TextClassifier(char_ngrams=None, average_folds=False).fit(X, y).head_.coef_
-    averaged = TextClassifier(char_ngrams=None).fit(X, y).head_.coef_
-    assert np.linalg.norm(averaged) < np.linalg.norm(single)
+    single = TextClassifier(char_ngrams=None, average_folds=False).fit(X, y).head_
+    averaged = TextClassifier(char_ngrams=None).fit(X, y).head_
+    assert np.linalg.norm(averaged.coef_) < np.linalg.norm(single.coef_)
+    # The averaged head keeps the layout that makes one listing's scores copy-free.
+    assert averaged.coef_.flags.f_contiguous == single.coef_.flags.f_contiguous
+    assert averaged.coef_.dtype == single.coef_.dtype
+    assert averaged.intercept_.dtype == single.intercept_.dtype
 
 
 def test_fit_sigmoid_orders_scores_like_the_labels():
@@ -209,3 +213,19 @@ def test_auto_members_leave_the_sentence_encoder_out_of_large_catalogues():
     assert "tfidf-use-svm" in ens.left_out_
     with pytest.raises(ConfigError, match="max_dense_rows"):
         TextEnsemble(max_dense_rows=0).fit(X, y)
+
+
+def test_members_with_the_same_ngrams_transform_listings_once():
+    from prodcat.text.features import TfidfFeatures, sharing_tfidf
+
+    X, _ = listings(per_class=8)
+    with sharing_tfidf():
+        first, second = TfidfFeatures(title_ngrams=None), TfidfFeatures(title_ngrams=None)
+        first.fit(X)
+        second.fit(X)
+        a = first.transform(X.iloc[:5])
+        b = second.transform(X.iloc[:5])
+        c = first.transform(X.iloc[5:10])
+    assert a is b
+    assert (a != TfidfFeatures(title_ngrams=None).fit(X).transform(X.iloc[:5])).nnz == 0
+    assert c.shape[0] == 5 and c is not a

@@ -299,7 +299,8 @@ class TextEnsemble(ClassifierMixin, BaseEstimator):
 
     def predict_proba(self, X) -> np.ndarray:
         check_is_fitted(self, "members_")
-        blend = self._pool({n: self._place(m, m.predict_proba(X)) for n, m in self.members_.items()})
+        with sharing_tfidf():  # members with the same n-grams transform X once
+            blend = self._pool({n: self._place(m, m.predict_proba(X)) for n, m in self.members_.items()})
         return sharpen(blend, self.power_)
 
     def predict(self, X) -> np.ndarray:

@@ -26,8 +26,8 @@ _DENSE_PARAMS = ("dense", "dense_weight", "dense_cache")
 
 @contextmanager
 def sharing_tfidf() -> Iterator[None]:
-    """Inside this block, :class:`TfidfFeatures` with the same n-gram options fitted on the same
-    listings fit their sparse blocks once and share them.
+    """Inside this block, :class:`TfidfFeatures` with the same n-gram options fitted on (or
+    transforming) the same listings compute their sparse blocks once and share them.
 
     An ensemble's TF-IDF members differ only in their head or dense block; on 85k listings each
     TF-IDF fit costs about a minute. Vectorisers are not mutated after fitting, so sharing them
@@ -141,31 +141,50 @@ class TfidfFeatures(TransformerMixin, BaseEstimator):
         self.fit_transform(X)
         return self
 
+    def _shared_key(self, X, stage: str):
+        """This transformer's key in the :func:`sharing_tfidf` memo, or None outside one."""
+        if _SHARED.get() is None:
+            return None
+        options = sorted((k, repr(v)) for k, v in self.get_params().items() if k not in _DENSE_PARAMS)
+        fitted = getattr(self, "n_sparse_features_", None) if stage == "transform" else None
+        return stage, tuple(options), fitted, _listings_digest(X)
+
+    def _sparse(self, X, key, compute):
+        """The sparse blocks of ``X``: from the memo under ``key`` when there, else computed
+        (and remembered inside :func:`sharing_tfidf`)."""
+        shared = _SHARED.get()
+        if key is not None and key in shared:
+            return shared[key]
+        value = compute()
+        if key is not None:
+            shared[key] = value
+        return value
+
     def fit_transform(self, X, y=None):
         self.dense_encoder_ = self._new_dense_encoder()
-        shared = _SHARED.get()
-        key = None
-        if shared is not None:
-            options = sorted((k, repr(v)) for k, v in self.get_params().items() if k not in _DENSE_PARAMS)
-            key = (tuple(options), _listings_digest(X))
-        if key in (shared or {}):
-            self.blocks_, sparse = shared[key]
-        else:
+
+        def fit_blocks():
             sources = self._sources(X)
-            self.blocks_ = self._blocks(len(sources["text"]))
-            sparse = sp.hstack([vec.fit_transform(sources[src]) for _, src, vec in self.blocks_],
-                               format="csr", dtype=np.float32)
-            if shared is not None:
-                shared[key] = (self.blocks_, sparse)
+            blocks = self._blocks(len(sources["text"]))
+            return blocks, sp.hstack([vec.fit_transform(sources[src]) for _, src, vec in blocks],
+                                     format="csr", dtype=np.float32)
+
+        self.blocks_, sparse = self._sparse(X, self._shared_key(X, "fit"), fit_blocks)
+        self.n_sparse_features_ = sparse.shape[1]
         dense = self._dense_block(X)
         return sparse if dense is None else sp.hstack([sparse, dense], format="csr", dtype=np.float32)
 
     def transform(self, X):
         check_is_fitted(self, "blocks_")
-        sources = self._sources(X)
-        mats = [vec.transform(sources[src]) for _, src, vec in self.blocks_]
+
+        def transform_blocks():
+            sources = self._sources(X)
+            return sp.hstack([vec.transform(sources[src]) for _, src, vec in self.blocks_],
+                             format="csr", dtype=np.float32)
+
+        sparse = self._sparse(X, self._shared_key(X, "transform"), transform_blocks)
         dense = self._dense_block(X)
-        return sp.hstack(mats + ([dense] if dense is not None else []), format="csr", dtype=np.float32)
+        return sparse if dense is None else sp.hstack([sparse, dense], format="csr", dtype=np.float32)
 
     def get_feature_names_out(self, input_features=None):
         check_is_fitted(self, "blocks_")

@@ -85,8 +85,12 @@ def cross_fit_platt(estimator, Z, y: np.ndarray, folds: int, average: bool = Tru
     if average and hasattr(estimator, "coef_") and all(
             np.array_equal(m.classes_, estimator.classes_) for m in fold_models):
         models = [estimator, *fold_models]
-        estimator.coef_ = np.mean([m.coef_ for m in models], axis=0).astype(estimator.coef_.dtype)
-        estimator.intercept_ = np.mean([m.intercept_ for m in models], axis=0)
+        coef, intercept = estimator.coef_, np.asarray(estimator.intercept_)
+        # The same dtype and memory order as the head's own: a Fortran-ordered coef_ keeps
+        # ``X @ coef_.T`` from copying the whole matrix on every call (text/svm.py).
+        estimator.coef_ = np.array(np.mean([m.coef_ for m in models], axis=0), dtype=coef.dtype,
+                                   order="F" if coef.flags.f_contiguous else "C")
+        estimator.intercept_ = np.mean([m.intercept_ for m in models], axis=0).astype(intercept.dtype)
     params = [fit_sigmoid(scores[:, k], y == c) for k, c in enumerate(classes)]
     a = np.array([p[0] for p in params])
     b = np.array([p[1] for p in params])
