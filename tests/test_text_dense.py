@@ -11,6 +11,7 @@ import sys
 from importlib.metadata import PackageNotFoundError
 
 import numpy as np
+import pandas as pd
 import pytest
 
 import prodcat.text.encoders as encoders_module
@@ -319,3 +320,24 @@ def test_an_encoder_object_can_be_passed_and_is_not_changed(rakuten_dir):
     assert features.dense_encoder_.threads == 1
     np.testing.assert_allclose(np.linalg.norm(Z[:, -512:].toarray(), axis=1), 0.5, atol=1e-4)
     np.testing.assert_allclose(features.transform(catalog.X).toarray(), Z.toarray(), atol=1e-6)
+
+
+@needs_use
+def test_small_predictions_skip_the_disk_cache(cache_dir):
+    from prodcat.text.encoders import SMALL_REQUEST_TEXTS
+
+    words = ["stylo plume", "cahier ligne", "console jeu", "manette sans fil"]
+    X = pd.DataFrame({"title": [f"{w} {i}" for i in range(6) for w in words], "description": ""})
+    y = [w.split()[0] for _ in range(6) for w in words]
+    model = TextClassifier(dense="use-multilingual", char_ngrams=None, calibration_cv=2).fit(X, y)
+    store = EmbeddingCache(cache_dir / "embeddings.sqlite")
+    encoder_id = model.features_.dense_encoder_.encoder_id
+    filled = store.count(encoder_id)
+    assert filled == len(X)  # fitting fills the cache
+    model.predict_proba(pd.DataFrame({"title": ["stylo bille noir"], "description": [""]}))
+    assert store.count(encoder_id) == filled  # one listing: no disk write, no commit spike
+    many = pd.DataFrame({"title": [f"cahier {i} pages" for i in range(SMALL_REQUEST_TEXTS)],
+                         "description": ""})
+    model.predict_proba(many)
+    assert store.count(encoder_id) == filled + SMALL_REQUEST_TEXTS  # a batch is remembered
+    store.close()

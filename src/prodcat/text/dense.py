@@ -14,7 +14,7 @@ from sklearn.model_selection import StratifiedKFold, cross_val_predict
 from sklearn.utils.validation import check_consistent_length, check_is_fitted
 
 from prodcat.params import Integral, Interval, Real, StrOptions, check_params
-from prodcat.text.encoders import create_text_encoder
+from prodcat.text.encoders import create_text_encoder, prediction_cache
 from prodcat.text.platt import out_of_fold_folds
 
 
@@ -56,8 +56,9 @@ class DenseTextClassifier(ClassifierMixin, BaseEstimator):
         self.cache = cache
         self.random_state = random_state
 
-    def _embed(self, X) -> np.ndarray:
-        emb = self.encoder_.encode_frame(X, cache=self.cache).embeddings.astype(np.float64)
+    def _embed(self, X, *, fitting: bool = False) -> np.ndarray:
+        cache = self.cache if fitting else prediction_cache(self.cache, len(X))
+        emb = self.encoder_.encode_frame(X, cache=cache).embeddings.astype(np.float64)
         norms = np.linalg.norm(emb, axis=1, keepdims=True)
         return np.divide(emb, norms, out=np.zeros_like(emb), where=norms > 0)
 
@@ -67,7 +68,7 @@ class DenseTextClassifier(ClassifierMixin, BaseEstimator):
         check_consistent_length(X, y)
         self.encoder_ = create_text_encoder(self.encoder)
         self.encoder_.pin_version()
-        Z = self._embed(X)
+        Z = self._embed(X, fitting=True)
         head = LogisticRegression(C=self.C, max_iter=1000, random_state=self.random_state)
         self.oof_proba_ = cross_val_predict(clone(head), Z, y,
                                             cv=StratifiedKFold(out_of_fold_folds(y, self.cv)),

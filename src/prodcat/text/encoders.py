@@ -128,6 +128,18 @@ def _remember(encoder_id: str, rows_of: dict[str, list[int]], embeddings: np.nda
             _RECENT.popitem(last=False)
 
 
+#: Fewer texts than this, at prediction time, skip the disk cache (the in-memory one still
+#: serves repeats): opening it and committing one vector cost more than encoding a title, and
+#: an SQLite commit on a busy disk put 150 ms spikes into single-listing latency.
+SMALL_REQUEST_TEXTS = 64
+
+
+def prediction_cache(cache, n_texts: int):
+    """The cache a model's prediction on ``n_texts`` listings should use: ``cache``, or None
+    for a small request (see :data:`SMALL_REQUEST_TEXTS`)."""
+    return cache if n_texts >= SMALL_REQUEST_TEXTS else None
+
+
 def installed_version(spec: TextEncoderSpec) -> str | None:
     """The installed version of ``spec``'s package, or None."""
     try:

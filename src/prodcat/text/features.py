@@ -17,7 +17,7 @@ from sklearn.utils.validation import check_is_fitted
 
 from prodcat.text.charngrams import WordCharTfidf
 from prodcat.text.cleaning import clean_text, frame_texts
-from prodcat.text.encoders import SentenceEncoder, create_text_encoder
+from prodcat.text.encoders import SentenceEncoder, create_text_encoder, prediction_cache
 
 #: Fitted sparse blocks by (n-gram options, listings' digest), inside :func:`sharing_tfidf` only.
 _SHARED: ContextVar[dict | None] = ContextVar("prodcat_shared_tfidf", default=None)
@@ -128,11 +128,12 @@ class TfidfFeatures(TransformerMixin, BaseEstimator):
         encoder.pin_version()  # a missing package fails here, before any TF-IDF work
         return encoder
 
-    def _dense_block(self, X) -> sp.csr_matrix | None:
+    def _dense_block(self, X, *, fitting: bool) -> sp.csr_matrix | None:
         encoder = getattr(self, "dense_encoder_", None)
         if encoder is None:
             return None
-        emb = encoder.encode_frame(X, cache=self.dense_cache).embeddings
+        cache = self.dense_cache if fitting else prediction_cache(self.dense_cache, len(X))
+        emb = encoder.encode_frame(X, cache=cache).embeddings
         norms = np.linalg.norm(emb, axis=1, keepdims=True)
         emb = np.divide(emb, norms, out=np.zeros_like(emb), where=norms > 0) * np.float32(self.dense_weight)
         return sp.csr_matrix(emb, dtype=np.float32)
@@ -171,7 +172,7 @@ class TfidfFeatures(TransformerMixin, BaseEstimator):
 
         self.blocks_, sparse = self._sparse(X, self._shared_key(X, "fit"), fit_blocks)
         self.n_sparse_features_ = sparse.shape[1]
-        dense = self._dense_block(X)
+        dense = self._dense_block(X, fitting=True)
         return sparse if dense is None else sp.hstack([sparse, dense], format="csr", dtype=np.float32)
 
     def transform(self, X):
@@ -183,7 +184,7 @@ class TfidfFeatures(TransformerMixin, BaseEstimator):
                              format="csr", dtype=np.float32)
 
         sparse = self._sparse(X, self._shared_key(X, "transform"), transform_blocks)
-        dense = self._dense_block(X)
+        dense = self._dense_block(X, fitting=False)
         return sparse if dense is None else sp.hstack([sparse, dense], format="csr", dtype=np.float32)
 
     def get_feature_names_out(self, input_features=None):
