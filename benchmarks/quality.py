@@ -14,6 +14,13 @@ once, by ``benchmarks/final_check.py``.
     python benchmarks/quality.py                                   # Rakuten sample, text only
     python benchmarks/quality.py --image                           # with photos (fused)
     python benchmarks/quality.py --data ../shared/data/flipkart    # Flipkart, level-0 categories
+    python benchmarks/quality.py --image --ocr rapidocr            # + the photos' words, vs without
+    python benchmarks/quality.py --image --ocr auto                # OCR kept where fit says so
+
+With ``--ocr ENGINE|auto`` the same outer folds are run twice, without and with
+``Classifier(ocr=...)`` (a shared fit cache: the second run fits only what OCR changes), and
+the report compares them on the listings with a photo, on those whose title is short (≤ 4
+words), and per class.
 """
 
 from __future__ import annotations
@@ -42,24 +49,82 @@ from _common import (
 METRICS = (("weighted_f1", "weighted F1"), ("macro_f1", "macro F1"), ("accuracy", "accuracy"))
 
 
-def build_model(image: bool, seed: int):
+#: Rakuten's classes of books, magazines and games (it has no DVD class), for the OCR report.
+PRINTED_AND_BOXED = ("10", "2705", "2280", "2403", "40", "50", "60", "2462", "2905")
+
+
+def build_model(image: bool, seed: int, ocr: str | None = None, memory: str | None = None):
     from prodcat.model import Classifier
 
     if not image:
-        return Classifier(random_state=seed)
+        return Classifier(random_state=seed, ocr=ocr, memory=memory)
     from prodcat.image import ImageClassifier
 
-    return Classifier(image=ImageClassifier(random_state=seed), random_state=seed)
+    return Classifier(image=ImageClassifier(random_state=seed), random_state=seed, ocr=ocr,
+                      memory=memory)
 
 
-def run_prodcat(catalog: Any, folds: int, seed: int, image: bool):
+def run_prodcat(catalog: Any, folds: int, seed: int, image: bool, ocr: str | None = None,
+                memory: str | None = None, X: Any = None, layouts: bool = True):
     """prodcat's outer-fold result (probabilities, layouts, per-row thresholds)."""
     from prodcat.evaluation.crossval import cross_val_proba
 
     with timer() as elapsed:
-        cv = cross_val_proba(build_model(image, seed), catalog.X, catalog.y, folds=folds, seed=seed,
-                             progress=False, fit_params={"taxonomy": catalog.taxonomy}, layouts=True)
+        cv = cross_val_proba(build_model(image, seed, ocr, memory), catalog.X if X is None else X,
+                             catalog.y, folds=folds, seed=seed, progress=False,
+                             fit_params={"taxonomy": catalog.taxonomy}, layouts=layouts)
     return cv, elapsed()
+
+
+def ocr_comparison(cv: Any, without: Any, texts: Any, titles: Any, classes: Any) -> dict:
+    """With vs without OCR on the listings with a photo: weighted F1 (all, short titles, with
+    words read), per outer fold, per class of :data:`PRINTED_AND_BOXED`."""
+    import numpy as np
+    from sklearn.metrics import f1_score
+
+    y = cv.y
+    has = without.modalities["has_image"] if without.modalities is not None else np.zeros(len(y), bool)
+    short = np.array([len(str(t).split()) <= 4 for t in titles])
+    words = np.array([bool(t) for t in texts])
+    groups = {"photo": has, "photo_short_title": has & short, "photo_with_words": has & words,
+              "all": np.ones(len(y), bool)}
+    out: dict[str, Any] = {"groups": {}, "per_fold": [], "per_class": {}}
+    for name, mask in groups.items():
+        a = classification_scores(y[mask], classes[without.proba[mask].argmax(1)])["weighted_f1"]
+        b = classification_scores(y[mask], classes[cv.proba[mask].argmax(1)])["weighted_f1"]
+        out["groups"][name] = {"n": int(mask.sum()), "without": a, "with": b,
+                               "delta_points": 100 * (b - a)}
+    for f in np.unique(cv.folds):
+        m = has & (cv.folds == f)
+        a = classification_scores(y[m], classes[without.proba[m].argmax(1)])["weighted_f1"]
+        b = classification_scores(y[m], classes[cv.proba[m].argmax(1)])["weighted_f1"]
+        out["per_fold"].append({"fold": int(f), "without": a, "with": b, "delta_points": 100 * (b - a)})
+    labels = [c for c in PRINTED_AND_BOXED if c in set(classes.tolist())]
+    f_without = f1_score(y[has], classes[without.proba[has].argmax(1)], labels=labels, average=None, zero_division=0)
+    f_with = f1_score(y[has], classes[cv.proba[has].argmax(1)], labels=labels, average=None, zero_division=0)
+    for c, a, b in zip(labels, f_without, f_with, strict=True):
+        out["per_class"][c] = {"n": int((y[has] == c).sum()), "without": float(a), "with": float(b),
+                               "delta_points": float(100 * (b - a))}
+    return out
+
+
+def ocr_markdown(comp: dict, engine: str, design: str, taxonomy: Any, seconds: tuple) -> list[str]:
+    labels = {"photo": "with a photo", "photo_short_title": "with a photo, title ≤ 4 words",
+              "photo_with_words": "with a photo on which words were read", "all": "all listings"}
+    rows = [[labels[k], g["n"], g["without"], g["with"], f"{g['delta_points']:+.2f}"]
+            for k, g in comp["groups"].items()]
+    deltas = [r["delta_points"] for r in comp["per_fold"]]
+    fold_line = ", ".join(f"{d:+.2f}" for d in deltas)
+    cls_rows = [[f"{c} {taxonomy.name(c)}", r["n"], r["without"], r["with"], f"{r['delta_points']:+.2f}"]
+                for c, r in comp["per_class"].items()]
+    return [f"### OCR ({engine}, {design}): fused weighted F1 without vs with, same outer folds",
+            markdown_table(["listings", "n", "without OCR", "with OCR", "delta (points)"], rows, digits=4),
+            f"Per outer fold, listings with a photo: {fold_line} points "
+            f"(better on {sum(d > 0 for d in deltas)} of {len(deltas)}). CV wall time without "
+            f"{seconds[0]:.0f} s, with {seconds[1]:.0f} s (a shared fit cache: the second run fits "
+            "only what OCR changes; OCR itself read from its cache after the first pass).",
+            "Per class, listings with a photo (F1; Rakuten has no DVD class):",
+            markdown_table(["class", "n", "without OCR", "with OCR", "delta (points)"], cls_rows, digits=3)]
 
 
 def run_baseline(catalog: Any, fold_of: Any, classes: Any):
@@ -109,6 +174,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--level", type=int, default=None,
                         help="category level for Flipkart data (default: the reader's, 0)")
     parser.add_argument("--image", action="store_true", help="prodcat with its image model (fused)")
+    parser.add_argument("--ocr", default=None, metavar="ENGINE",
+                        help="compare with and without the OCR channel (rapidocr, tesseract, auto)")
     parser.add_argument("--all-rows", action="store_true",
                         help="include Rakuten's frozen final-check split (off: it is looked at once)")
     parser.add_argument("--name", default=None,
@@ -117,12 +184,30 @@ def main(argv: list[str] | None = None) -> int:
     if data_missing(args.data):
         return 0
 
-    name = (args.name or dataset_name(args.data)) + ("_image" if args.image else "")
+    name = (args.name or dataset_name(args.data)) + ("_image" if args.image else "") + (
+        "" if not args.ocr else "_ocr_auto" if args.ocr == "auto" else "_ocr")
     catalog = load_labelled(args.data, level=args.level)
     if catalog.format == "rakuten" and not args.all_rows:
         catalog = catalog.subset(~frozen_split(catalog.frame["id"]))
     print(f"{args.folds}-fold CV on {len(catalog):,} listings of {name} …", file=sys.stderr)
-    cv, prodcat_s = run_prodcat(catalog, args.folds, args.seed, args.image)
+    ocr_run = None
+    if args.ocr:
+        from prodcat.model.fitcache import default_fit_cache_dir
+        from prodcat.model.ocr_channel import ocr_texts, resolve_ocr
+
+        engine = resolve_ocr(args.ocr)
+        model_ocr = "auto" if args.ocr == "auto" else engine
+        memory = str(default_fit_cache_dir())
+        with timer() as read_s:
+            texts = ocr_texts(catalog.X, engine, progress=True)
+        print(f"OCR of {int(catalog.X['image'].notna().sum())} photos: {read_s():.0f} s", file=sys.stderr)
+        without, without_s = run_prodcat(catalog, args.folds, args.seed, args.image, memory=memory,
+                                         layouts=False)
+        cv, prodcat_s = run_prodcat(catalog, args.folds, args.seed, args.image, ocr=model_ocr,
+                                    memory=memory)
+        ocr_run = (engine, texts, without, without_s)
+    else:
+        cv, prodcat_s = run_prodcat(catalog, args.folds, args.seed, args.image)
     classes = np.asarray(cv.classes).astype(str)
     base, base_s = run_baseline(catalog, cv.folds, classes)
     y = cv.y
@@ -175,6 +260,14 @@ def main(argv: list[str] | None = None) -> int:
                      f"text alone {photo['text']['weighted_f1']:.4f} "
                      f"({100 * (photo['fused']['weighted_f1'] - photo['text']['weighted_f1']):+.2f} points), "
                      f"image alone {photo['image']['weighted_f1']:.4f}, recipe {photo['recipe']['weighted_f1']:.4f}.")
+    ocr_comp = None
+    if ocr_run is not None:
+        engine, texts, without, without_s = ocr_run
+        ocr_comp = ocr_comparison(cv, without, texts, catalog.X["title"], classes)
+        ocr_comp.update(engine=engine, requested=args.ocr, seconds_without=without_s,
+                        seconds_with=prodcat_s)
+        parts += ocr_markdown(ocr_comp, engine, f"ocr={model_ocr!r}: the words in the description",
+                              catalog.taxonomy, (without_s, prodcat_s))
     parts += [machine_line(info := machine_info()), NOISE_NOTE]
     markdown = "\n\n".join(parts)
     print(markdown)
@@ -184,6 +277,7 @@ def main(argv: list[str] | None = None) -> int:
                    "prodcat": res["prodcat"], "baseline": res["recipe"], "delta_points": delta,
                    "per_fold": folds, "fold_delta": spread, "layouts": layouts,
                    "precision_coverage": cover, "threshold_promise": promise, "photo": photo,
+                   "ocr": ocr_comp,
                    "machine": info}
         for path in save_results(f"quality_{name}", payload, markdown):
             print(f"wrote {path}", file=sys.stderr)

@@ -81,9 +81,13 @@ def evaluate(model_dir, data, out, cv, robustness, **kwargs):
     metrics["automation"] = model_promise(parts["fused"], y, classes, thresholds, target)
     metrics["layouts"] = layout_scores(y, layouts, classes, threshold=thresholds)
     sections = [automation_section(metrics), layouts_section(metrics["layouts"])]
-    if parts.get("image") is not None:
-        metrics["modalities"] = modality_metrics(y, parts["fused"], parts["text"], parts["image"],
-                                                 parts["has_image"], classes, taxonomy)
+    if parts.get("image") is not None or parts.get("ocr") is not None:
+        has_ocr = parts.get("has_ocr")
+        if has_ocr is None and parts.get("ocr_text") is not None:
+            has_ocr = [bool(t) for t in parts["ocr_text"]]
+        metrics["modalities"] = modality_metrics(y, parts["fused"], parts["text"], parts.get("image"),
+                                                 parts["has_image"], classes, taxonomy,
+                                                 ocr=parts.get("ocr"), has_ocr=has_ocr)
         sections += modality_sections(metrics["modalities"])
     sections += _robustness(metrics, model, labelled.X, y, taxonomy, robustness,
                             fitted=model_dir is not None, seed=model_kw["seed"])

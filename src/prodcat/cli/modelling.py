@@ -10,7 +10,7 @@ from prodcat.errors import ConfigError
 def build_classifier(*, head, C, class_weight, calibration, max_description_chars, threshold, seed,
                      target_precision=0.95, text_model="auto", image_encoder="none",
                      image_head="logistic", fusion="auto", unlabelled=None, catalog=None,
-                     text_encoder="none", fit_cache=False):
+                     text_encoder="none", fit_cache=False, ocr="none"):
     from prodcat.model import Classifier
     from prodcat.model.fitcache import default_fit_cache_dir
 
@@ -20,7 +20,8 @@ def build_classifier(*, head, C, class_weight, calibration, max_description_char
     image = _image_model(image_encoder, image_head, seed, catalog)
     memory = str(default_fit_cache_dir()) if fit_cache else None
     return Classifier(text=text, image=image, fusion=fusion, threshold=threshold,
-                      target_precision=target_precision, memory=memory, random_state=seed)
+                      target_precision=target_precision, memory=memory, random_state=seed,
+                      ocr=None if ocr in (None, "none") else ocr)
 
 
 def _text_model(choice: str, seed: int, **single):
@@ -115,9 +116,10 @@ def cv_modalities(res, taxonomy) -> dict:
     m = res.modalities
     if not (m["text"].sum(axis=1) > 0).all():  # a fold fitted without its image model: not filled
         return {}
-    mod = modality_metrics(res.y, res.proba, m["text"], m["image"], m["has_image"], list(res.classes), taxonomy)
+    mod = modality_metrics(res.y, res.proba, m["text"], m.get("image"), m["has_image"], list(res.classes),
+                           taxonomy, ocr=m.get("ocr"), has_ocr=m.get("has_ocr"))
     keys = ("n", "weighted_f1", "macro_f1", "accuracy", "top3_accuracy", "ece", "log_loss")
-    return {"modalities": {name: {k: mod[name][k] for k in keys} for name in ("text", "image", "fused")
+    return {"modalities": {name: {k: mod[name][k] for k in keys} for name in ("text", "image", "ocr", "fused")
                            if name in mod}}
 
 

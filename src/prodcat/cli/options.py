@@ -19,6 +19,7 @@ from prodcat.image import ImageClassifier, list_encoders
 from prodcat.image.heads import list_image_heads
 from prodcat.model import Classifier
 from prodcat.model.classifier import FUSIONS
+from prodcat.ocr import list_engines as list_ocr_engines
 from prodcat.text import TextClassifier
 from prodcat.text.encoders import list_text_encoders
 from prodcat.text.heads import list_heads
@@ -115,6 +116,11 @@ MODEL_OPTIONS = [
                       "model under confident text pseudo-labels"),
     click.option("--fusion", default=_MODEL["fusion"], show_default=True, type=click.Choice(FUSIONS),
                  help="how text and image are combined; auto picks by cross-validation"),
+    click.option("--ocr", default="none", show_default=True,
+                 type=click.Choice(["auto", "none", *list_ocr_engines()]),
+                 help="read the words on the photos and fuse a model of them as a third channel "
+                      "(extra ocr); auto: the default engine when installed, kept only when it "
+                      "lowers the out-of-fold log loss"),
     click.option("--text-encoder", default=_TEXT["dense"] or "none", show_default=True,
                  type=click.Choice(["none", *list_text_encoders()]),
                  help="sentence embedding appended to the TF-IDF features (extra text-dense)"),

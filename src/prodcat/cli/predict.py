@@ -119,6 +119,9 @@ def _predict_one(model, title: str, description: str, image: str | None, top_k: 
         by_modality["image"] = model.describe(parts["image"], top_k)[0] if parts["has_image"][0] else None
         if image is not None and not parts["has_image"][0]:
             image_error = _unreadable_reason(image)
+    ocr_text = parts["ocr_text"][0] if "ocr_text" in parts else None  # a model reading photos' words
+    if ocr_text is not None:
+        by_modality["ocr"] = model.describe(parts["ocr"], top_k)[0] if ocr_text else None
     needs_review = top[0]["probability"] < model.threshold_
     if image_error:
         # The answer stands on the text alone: say so, and why, as the API's refusal would.
@@ -126,6 +129,7 @@ def _predict_one(model, title: str, description: str, image: str | None, top_k: 
     if as_json:
         click.echo(json.dumps({"top_k": top, "modalities": by_modality, "needs_review": needs_review,
                                "threshold": model.threshold_, "latency_ms": round(ms, 2),
+                               **({"ocr_text": ocr_text} if ocr_text is not None else {}),
                                **({"image_error": image_error} if image_error else {})},
                               ensure_ascii=False, indent=2))
         return
@@ -136,6 +140,8 @@ def _predict_one(model, title: str, description: str, image: str | None, top_k: 
     for name, answer in by_modality.items():
         said = f"{answer[0]['name']} ({answer[0]['probability']:.0%})" if answer else "no usable photo"
         click.echo(f"   {name} alone: {said}")
+    if ocr_text:
+        click.echo(f"   words on the photo: {' '.join(ocr_text.split())[:100]}")
     click.echo("needs review" if needs_review else f"confident (≥ {model.threshold_:.0%})")
 
 

@@ -24,7 +24,8 @@ class CrossValResult:
     folds: np.ndarray  # fold number of each row
     fit_seconds: list[float]
     #: Out-of-fold per-modality probabilities when the estimator has ``predict_modalities``:
-    #: ``text``, ``image`` and the ``has_image`` mask (image rows without a photo hold the prior).
+    #: ``text``, ``image`` and the ``has_image`` mask (image rows without a photo hold the prior);
+    #: with an OCR channel also ``ocr`` and ``has_ocr`` (words were read on the photo).
     modalities: dict[str, np.ndarray] | None = None
     #: Each row's automation threshold: that of the fold model that predicted it (None when the
     #: estimator has no ``threshold_``).
@@ -54,7 +55,7 @@ def cross_val_proba(estimator, X: pd.DataFrame, y, *, folds: int = 5, seed: int 
     seconds = []
     modalities = {"text": np.zeros_like(proba), "image": np.zeros_like(proba),
                   "has_image": np.zeros(len(y), dtype=bool)}
-    any_image = False
+    any_image = seen_image = False
     thresholds = np.full(len(y), np.nan)
     layout_proba = {}
     # Stratification warns about classes rarer than the fold count; they are handled below.
@@ -75,9 +76,14 @@ def cross_val_proba(estimator, X: pd.DataFrame, y, *, folds: int = 5, seed: int 
             # A fold whose image model was left out (too few photos) saw no photo: its rows
             # count as listings without one, never as zero probabilities.
             if parts.get("image") is not None:
-                any_image = True
+                any_image = seen_image = True
                 modalities["image"][np.ix_(te, cols)] = parts["image"]
                 modalities["has_image"][te] = parts["has_image"]
+            if parts.get("ocr") is not None:  # a model reading the photos' words (OCR)
+                any_image = True
+                modalities.setdefault("ocr", np.zeros_like(proba))[np.ix_(te, cols)] = parts["ocr"]
+                modalities.setdefault("has_ocr", np.zeros(len(y), bool))[te] = [
+                    bool(t) for t in parts["ocr_text"]]
             p = parts["fused"]
         else:
             p = model.predict_proba(X.iloc[te].reset_index(drop=True))
@@ -88,6 +94,8 @@ def cross_val_proba(estimator, X: pd.DataFrame, y, *, folds: int = 5, seed: int 
             for name, frame in layout_frames(X.iloc[te].reset_index(drop=True)).items():
                 out = layout_proba.setdefault(name, np.zeros_like(proba))
                 out[np.ix_(te, cols)] = p if name == "given" else model.predict_proba(frame)
+    if any_image and not seen_image:  # OCR without an image model
+        modalities["image"] = None
     return CrossValResult(classes, proba, y, fold_of, seconds, modalities if any_image else None,
                           None if np.isnan(thresholds).any() else thresholds,
                           layout_proba or None)

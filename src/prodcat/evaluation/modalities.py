@@ -1,4 +1,5 @@
-"""Text-only, image-only and fused scores side by side, so a reader sees where each modality helps."""
+"""Text-only, image-only (OCR-only) and fused scores side by side, so a reader sees where each
+modality helps."""
 
 from __future__ import annotations
 
@@ -7,17 +8,22 @@ import numpy as np
 from prodcat.evaluation.metrics import compute_metrics
 
 
-def modality_metrics(y, fused: np.ndarray, text: np.ndarray, image: np.ndarray, has_image: np.ndarray,
-                     classes, taxonomy=None) -> dict:
+def modality_metrics(y, fused: np.ndarray, text: np.ndarray, image: np.ndarray | None,
+                     has_image: np.ndarray, classes, taxonomy=None, *, ocr: np.ndarray | None = None,
+                     has_ocr: np.ndarray | None = None) -> dict:
     """``{"text", "image", "fused"}`` metrics plus the fused scores of listings with and without
     a photo. Each modality is scored on the listings it could see (the image model on listings
-    with a usable photo), with that ``n``.
+    with a usable photo), with that ``n``. With a model that reads the photos' words, ``ocr``
+    (the OCR channel alone) is scored on the listings whose photo had words (``has_ocr``).
     """
     y = np.asarray(y, dtype=object).astype(str)
     has_image = np.asarray(has_image, dtype=bool)
     out = {"text": compute_metrics(y, text, classes, taxonomy),
            "fused": compute_metrics(y, fused, classes, taxonomy)}
-    if has_image.any():
+    if ocr is not None and has_ocr is not None and np.asarray(has_ocr, dtype=bool).any():
+        rows = np.asarray(has_ocr, dtype=bool)
+        out["ocr"] = compute_metrics(y[rows], ocr[rows], classes, taxonomy)
+    if image is not None and has_image.any():
         out["image"] = compute_metrics(y[has_image], image[has_image], classes, taxonomy)
         out["groups"] = {
             "with_image": _both(y, fused, text, has_image, classes, taxonomy),
@@ -38,13 +44,13 @@ def modality_sections(mod: dict) -> list[tuple[str, str]]:
     """Markdown sections for the report: the side-by-side table and per-class F1 deltas."""
     keys = [("n", "Listings"), ("weighted_f1", "Weighted F1"), ("macro_f1", "Macro F1"),
             ("accuracy", "Accuracy"), ("top3_accuracy", "Top-3 accuracy"), ("ece", "ECE")]
-    names = [m for m in ("text", "image", "fused") if m in mod]
+    names = [m for m in ("text", "image", "ocr", "fused") if m in mod]
     lines = ["Each column is scored on the listings that modality could see.", "",
              "| Metric | " + " | ".join(names) + " |", "| --- |" + " ---: |" * len(names)]
     for key, label in keys:
         cells = [_fmt(mod[m].get(key)) for m in names]
         lines.append(f"| {label} | " + " | ".join(cells) + " |")
-    sections = [("Text, image and fused", "\n".join(lines))]
+    sections = [("Text, image" + (", OCR" if "ocr" in mod else "") + " and fused", "\n".join(lines))]
     groups = mod.get("groups")
     if groups:
         rows = ["| Listings | n | text weighted F1 | fused weighted F1 | text accuracy | fused accuracy |",

@@ -45,6 +45,7 @@ from prodcat.model.describe import (
     _text_encoder_record,
     _text_model_record,
 )
+from prodcat.model.ocr_channel import check_bundle_ocr
 from prodcat.model.safe_state import read_state, write_state
 
 FORMAT = "prodcat-bundle"
@@ -146,7 +147,8 @@ def save_bundle(model, path: str | Path, *, training: dict | None = None, metric
             "text_model": _text_model_record(model),
             "parameters": _jsonable_params(model),
             "dropped_classes": getattr(model, "dropped_classes_", {}),
-            "modalities": ["text"] + (["image"] if encoder is not None else []),
+            "modalities": ["text"] + (["image"] if encoder is not None else [])
+                          + (["ocr"] if getattr(model, "ocr_", None) else []),
             "fusion": getattr(model, "fusion_", None),
             "training": training or {},
             "metrics": metrics or {},
@@ -155,6 +157,8 @@ def save_bundle(model, path: str | Path, *, training: dict | None = None, metric
         }
         if text_encoder is not None:
             manifest["text_encoder"] = text_encoder
+        if getattr(model, "ocr_", None):  # the engine must be installed where it loads
+            manifest["ocr"] = {**model.ocr_, "on_missing": "refuse"}
         data = json.dumps(manifest, indent=2, ensure_ascii=False).encode("utf-8")
         (tmp / MANIFEST).write_bytes(data)
         if key is not None:
@@ -197,6 +201,7 @@ _FIELDS: dict[str, tuple[tuple[type, ...], bool]] = {
     "metrics": ((dict,), False),
     "notes": ((list,), False),
     "text_encoder": ((dict,), False),
+    "ocr": ((dict,), False),
 }
 
 
@@ -429,6 +434,7 @@ def load_bundle(path: str | Path, *, require_signature: bool | None = None,
     manifest, pickled = _load_manifest(path, require_signature=require_signature, sign_key=sign_key,
                                        allow_pickle=allow_pickle)
     _check_text_encoder(path, manifest)
+    check_bundle_ocr(path, manifest)
     if pickled:
         model, instances = _load_pickled(path, manifest), []
     else:

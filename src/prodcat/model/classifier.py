@@ -16,6 +16,7 @@ from prodcat.data.catalog import FEATURE_COLUMNS, label_to_code
 from prodcat.data.taxonomy import Taxonomy
 from prodcat.errors import DataError
 from prodcat.evaluation.automation import threshold_for_precision
+from prodcat.fusion.fusers import log_loss_of
 from prodcat.model.fitcache import fit_memory, remembered, source_fingerprint, trim
 from prodcat.model.fitting import (
     choose_fusion,
@@ -28,6 +29,14 @@ from prodcat.model.fitting import (
     pseudo_labels,
     text_out_of_fold,
     with_pseudo_labels,
+)
+from prodcat.model.ocr_channel import (
+    OCR_CHOICES,
+    engine_record,
+    ocr_texts,
+    read_training_words,
+    with_ocr_words,
+    words_alone,
 )
 from prodcat.params import Integral, Interval, Real, StrOptions, check_params
 from prodcat.text.ensemble import default_text_model
@@ -101,6 +110,12 @@ class Classifier(ClassifierMixin, BaseEstimator):
         cannot be calibrated or cross-validated.
     min_images : int
         Fewer usable labelled photos than this and the image model is left out (with a warning).
+    ocr : None, "auto", "none" or an OCR engine name ("rapidocr", "tesseract")
+        Read the words on the listings' photos (:mod:`prodcat.ocr`, cached) and give them to the
+        text model at the head of the description, behind a marker (see
+        :mod:`prodcat.model.ocr_channel`), in training and prediction alike. ``"auto"``: the
+        default engine when installed, kept only when the text model's out-of-fold log loss is
+        lower with the words than without (one more text fit). None/"none": off.
     pseudo_label_threshold : float
         With ``unlabelled`` listings passed to :meth:`fit`, their photos are added to the image
         model's training set under the text model's answer when it is at least this confident.
@@ -129,6 +144,9 @@ class Classifier(ClassifierMixin, BaseEstimator):
         image models.
     fusion_ : dict or None
         The fusion chosen, every candidate's out-of-fold log loss and accuracy, the weights.
+    ocr_ : dict or None
+        The OCR engine the model reads photos with (name, version, cache id, photos with words,
+        out-of-fold log loss with and without them); None without OCR.
     threshold_ : float
         The automation threshold in force (``needs_review`` is ``top-1 probability < threshold_``).
     automation_ : dict
@@ -167,11 +185,12 @@ class Classifier(ClassifierMixin, BaseEstimator):
         "pseudo_label_threshold": [Interval(Real, 0, 1, closed="both")],
         "memory": "no_validation",
         "random_state": ["random_state"],
+        "ocr": [StrOptions(set(OCR_CHOICES)), None],
     }
 
     def __init__(self, text=None, image=None, fusion="auto", fusion_cv="auto", threshold="auto",
                  target_precision=0.95, min_class_count=3, min_images=30,
-                 pseudo_label_threshold=0.9, memory=None, random_state=0):
+                 pseudo_label_threshold=0.9, memory=None, random_state=0, ocr=None):
         self.text = text
         self.image = image
         self.fusion = fusion
@@ -183,6 +202,7 @@ class Classifier(ClassifierMixin, BaseEstimator):
         self.pseudo_label_threshold = pseudo_label_threshold
         self.memory = memory
         self.random_state = random_state
+        self.ocr = ocr
 
     # Fitting -----------------------------------------------------------------------------------
 
@@ -218,9 +238,7 @@ class Classifier(ClassifierMixin, BaseEstimator):
         memory, code = fit_memory(self.memory), source_fingerprint()
         text = self.text if self.text is not None else default_text_model(self.random_state)
         splits = self._splits(y)
-        self.text_ = remembered(memory, fit_text)(text, X, y, code)
-        oof = remembered(memory, text_out_of_fold)(self.text_, text, X, y, splits=splits,
-                                                   classes=self.classes_, code=code)
+        X, oof = self._fit_text(memory, code, text, X, y, splits)
         images = self._embed_for_fit(X, y)
         if images is not None:
             extra = self._embed_unlabelled(unlabelled)
@@ -236,6 +254,31 @@ class Classifier(ClassifierMixin, BaseEstimator):
         self._set_threshold(oof, y)
         trim(memory)
         return self
+
+    def _fit_text(self, memory, code, text, X, y, splits) -> tuple[pd.DataFrame, np.ndarray]:
+        """``text_`` and its out-of-fold probabilities, on the listings with their photos' words
+        (``ocr``; with ``"auto"`` only when that lowers the out-of-fold log loss) or without;
+        returns the listings as the model reads them, and those probabilities."""
+        self.ocr_ = None
+        words = read_training_words(self.ocr, X, min_rows=self.min_images)
+        frames = [X] if words is None else [words.X] if self.ocr != "auto" else [X, words.X]
+        fits = []
+        for frame in frames:
+            model = remembered(memory, fit_text)(text, frame, y, code)
+            fits.append((model, frame, remembered(memory, text_out_of_fold)(
+                model, text, frame, y, splits=splits, classes=self.classes_, code=code)))
+        y_idx = np.searchsorted(self.classes_.astype(str), y)
+        losses = [log_loss_of(oof, y_idx) for _, _, oof in fits]
+        self.text_, X, oof = fits[int(np.argmin(losses))]
+        if words is not None and X is words.X:
+            self.ocr_ = {**engine_record(words.name), "requested": self.ocr,
+                         "n_with_words": words.n_with_words,
+                         "oof_log_loss": dict(zip(["without", "with"][-len(losses):], losses, strict=True))}
+        elif words is not None:
+            warnings.warn(f"ocr='auto': the photos' words did not lower the text model's out-of-fold "
+                          f"log loss ({losses[1]:.4f} vs {losses[0]:.4f}); training without OCR",
+                          stacklevel=3)
+        return X, oof
 
     def _set_threshold(self, oof: np.ndarray, y: np.ndarray) -> None:
         """``threshold_``: the given threshold, or (``"auto"``) the lowest confidence at which the
@@ -330,15 +373,22 @@ class Classifier(ClassifierMixin, BaseEstimator):
 
         Returns ``text``, ``image`` (None for a text-only model; rows without a usable photo hold
         the image model's class prior), ``has_image`` (bool mask), ``has_text`` and ``fused``
-        (what :meth:`predict_proba` answers).
+        (what :meth:`predict_proba` answers). A model with ``ocr_`` adds ``ocr_text`` (the words
+        read on each photo, "" for none; the text model read them with the listing) and ``ocr``
+        (the text model's answer for those words alone; uniform where none were read).
         """
         check_is_fitted(self, "text_")
         X = as_listings(X)
+        ocr, words = getattr(self, "ocr_", None), {}
+        if ocr is not None:
+            texts = ocr_texts(X, ocr["engine"], cache=getattr(self, "ocr_cache_", True))
+            X = with_ocr_words(X, texts)
+            words = {"ocr_text": list(texts), "ocr": words_alone(self.text_, self.classes_, texts)}
         has_text = ((X["title"].str.strip() != "") | (X["description"].str.strip() != "")).to_numpy()
         p_text = self.text_.predict_proba(X)
         if getattr(self, "image_", None) is None:
             return {"text": p_text, "image": None, "has_image": np.zeros(len(X), bool),
-                    "has_text": has_text, "fused": p_text}
+                    "has_text": has_text, "fused": p_text, **words}
         images = self.image_.embed(X, warn=False)
         ok = images.ok
         p_image = self._columns(self.image_, self.image_.proba_from_embeddings(images.embeddings, ok))
@@ -350,7 +400,8 @@ class Classifier(ClassifierMixin, BaseEstimator):
             fused[both] = self._columns(self.fuser_, self.fuser_.predict_proba(Z))
         only_image = ok & ~has_text
         fused[only_image] = p_image[only_image]
-        return {"text": p_text, "image": p_image, "has_image": ok, "has_text": has_text, "fused": fused}
+        return {"text": p_text, "image": p_image, "has_image": ok, "has_text": has_text, "fused": fused,
+                **words}
 
     def predict_proba(self, X) -> np.ndarray:
         return self.predict_modalities(X)["fused"]
@@ -408,6 +459,8 @@ def _one_fuser(state: dict) -> dict:
     attribute), as this version keeps it: the early-fusion head becomes ``fuser_`` without the
     text and image models it held (the classifier's own), and a late or stacked fuser learns that
     its blocks' columns are the classifier's classes."""
+    if "ocr" not in state:
+        state = {**state, "ocr": None}  # saved before the OCR channel
     if "early_" not in state:
         return state
     state = dict(state)

@@ -40,6 +40,9 @@ class Prediction(BaseModel):
     needs_review: bool = Field(description="true when the best probability is below the threshold")
     decision: str = Field(description='"automatic" or "needs review"')
     threshold: float = Field(description="automation threshold of the model")
+    ocr_text: str | None = Field(
+        default=None, description="the words read on the photo (\"\" when none were), for a model "
+                                  "that reads them (`prodcat train --ocr`); null otherwise")
 
 
 class PredictResponse(Prediction):

@@ -37,6 +37,7 @@ class _Parts(dict):
     """Modality name → probabilities (or None), plus which rows had a usable photo."""
 
     has_image: np.ndarray
+    ocr_text: list[str] | None = None  # the words read on each photo, for a model that reads them
 
 
 class ModelService:
@@ -73,6 +74,10 @@ class ModelService:
         """One prediction at start-up, so the first seller does not pay for lazy initialisation;
         the photo explainer (PyTorch for Grad-CAM: seconds) is prepared in the background."""
         self.predict([Query(title="warm up")])
+        if getattr(self.model, "ocr_", None):  # the OCR engine's networks load in seconds
+            from prodcat.model.ocr_channel import engine_for
+
+            engine_for(self.model.ocr_["engine"]).load()
         if self.has_image_model:
             threading.Thread(target=self._prepare_explainer, name="prodcat-explainer-warm-up",
                              daemon=True).start()
@@ -95,6 +100,8 @@ class ModelService:
                 image.set_params(cache=False)
         except Exception:  # an image model without sklearn parameters: leave it as it is
             log.debug("could not switch off the image embedding cache", exc_info=True)
+        if getattr(model, "ocr_", None):
+            model.ocr_cache_ = False  # nor the words read on them
 
     @property
     def decode_size(self) -> int:
@@ -112,7 +119,8 @@ class ModelService:
 
     @property
     def modalities(self) -> list[str]:
-        return ["text", "image"] if self.has_image_model else ["text"]
+        reads_words = ["ocr"] if getattr(self.model, "ocr_", None) else []
+        return (["text", "image"] if self.has_image_model else ["text"]) + reads_words
 
     def predict(self, queries: Sequence[Query]) -> list[dict[str, Any]]:
         """Top-k, per-modality top-k and the review decision for each query, in order."""
@@ -129,13 +137,16 @@ class ModelService:
             modal: dict[str, list[dict] | None] = {"text": top} if parts is None else {}
             for name, p in (parts or {}).items():
                 # No usable photo: the image model would only repeat the base rates.
-                usable = p is not None and (name != "image" or parts.has_image[i])
+                usable = p is not None and (name != "image" or parts.has_image[i]) and (
+                    name != "ocr" or bool(parts.ocr_text[i]))
                 modal[name] = self.model.describe(p[i:i + 1], q.top_k)[0] if usable else None
             # Decided on the unrounded probability, exactly as Classifier.predict_frame does.
             needs_review = best < self.threshold
             out.append({"top_k": top, "modalities": modal, "needs_review": needs_review,
                         "decision": "needs review" if needs_review else "automatic",
-                        "threshold": self.threshold})
+                        "threshold": self.threshold,
+                        **({"ocr_text": parts.ocr_text[i]} if parts is not None and parts.ocr_text
+                           is not None else {})})
         return out
 
     def predict_each(self, queries: Sequence[Query]) -> list[dict[str, Any] | Exception]:
@@ -182,7 +193,7 @@ class ModelService:
         fused = raw.get("fused")
         proba = np.asarray(fused if fused is not None else self.model.predict_proba(listings), dtype=float)
         parts = _Parts()
-        for name in ("text", "image"):
+        for name in ("text", "image", "ocr"):
             p = raw.get(name)
             if p is None:
                 continue
@@ -194,6 +205,11 @@ class ModelService:
             parts[name] = arr
         if "image" in parts or self.has_image_model:
             parts.setdefault("image", None)
+        texts = raw.get("ocr_text")
+        if texts is not None and len(texts) == n:
+            parts.ocr_text = [str(t) for t in texts]
+        else:
+            parts.pop("ocr", None)
         mask = raw.get("has_image")
         parts.has_image = (np.asarray(mask, dtype=bool) if mask is not None and np.shape(mask) == (n,)
                            else np.array([x.get("image") is not None for x in listings]))

@@ -1,0 +1,162 @@
+"""The OCR channel of a :class:`~prodcat.model.Classifier` (``ocr=``): the words read on the
+listings' photos (:mod:`prodcat.ocr`), given to the text model as a marked block of the listing.
+
+A listing whose photo carries words gets them at the head of its description, behind a marker
+(:data:`MARKER`: ``texte photo : WORDS |``), for the training listings and the listings to
+classify alike; the text model (every member of the default ensemble: word, character and
+TF-IDF n-grams) learns them with the rest of the listing's vocabulary. At the head, so that no
+``max_description_chars`` cut drops them. Listings without a photo, or whose photo has no words,
+are unchanged.
+
+Tried and dropped (nested 5-fold CV on the Rakuten listings with a photo, ``benchmarks/
+quality.py --ocr``, README): a separate TF-IDF model of the OCR text, fused as a third block of
+late/stacked fusion (-1.2 points of weighted F1 on the listings with a photo, where the words in
+the description gave +0.8), and the listing-text model reading the words as a title (its block
+scored worse than uniform and got weight 0).
+
+OCR results are cached (by engine id and the photo's bytes, :class:`~prodcat.ocr.OcrCache`, in
+the embedding cache's file): cross-validation and refits read each photo once. Engines are
+created once per process (RapidOCR's networks take seconds to load).
+"""
+
+from __future__ import annotations
+
+import warnings
+from functools import lru_cache
+
+import numpy as np
+import pandas as pd
+
+from prodcat.errors import BundleError, ConfigError
+from prodcat.ocr import (
+    DEFAULT_ENGINE,
+    ENGINES,
+    OcrEngine,
+    create_engine,
+    engine_status,
+    list_engines,
+)
+from prodcat.ocr.reading import ocr_text_for
+
+#: ``Classifier(ocr=...)``'s choices besides None.
+OCR_CHOICES = frozenset({"auto", "none", *list_engines()})
+#: What precedes a photo's words in the description the text model reads.
+MARKER = "texte photo :"
+
+def installed_engines() -> list[str]:
+    """Registered engines that can run here, the default first."""
+    status = engine_status()
+    names = sorted(status, key=lambda n: (n != DEFAULT_ENGINE, n))
+    return [n for n in names if status[n] == "ok"]
+
+
+def resolve_ocr(setting: str | None) -> str | None:
+    """The engine ``Classifier(ocr=setting)`` uses: None for none; ``"auto"`` the default engine
+    if it is installed, else another installed one, else None; an engine name itself, which
+    must be installed (a :class:`ConfigError` says what to install)."""
+    if setting is None or setting == "none":
+        return None
+    if setting == "auto":
+        found = installed_engines()
+        return found[0] if found else None
+    status = ENGINES.get(setting).status()
+    if status != "ok":
+        raise ConfigError(f"ocr={setting!r}: {status}")
+    return setting
+
+
+@lru_cache(maxsize=4)
+def engine_for(name: str) -> OcrEngine:
+    """One engine per name and process (loaded on first read)."""
+    return create_engine(name)
+
+
+def engine_record(name: str) -> dict:
+    """What the manifest and ``ocr_`` record of an engine: name, version, cache id."""
+    engine = engine_for(name)
+    return {"engine": name, "version": engine.version, "engine_id": engine.engine_id}
+
+
+def ocr_texts(X: pd.DataFrame, name: str, *, progress: bool = False, cache: bool = True) -> np.ndarray:
+    """Each listing's OCR text (``""`` without a photo, for a bad one or one without words);
+    ``cache``: read and write the default OCR cache (the API switches it off for uploads)."""
+    if "image" not in X or not X["image"].notna().any():
+        return np.full(len(X), "", dtype=object)
+    texts = ocr_text_for(X, engine_for(name), cache=cache, progress=progress)
+    return texts.fillna("").astype(str).str.strip().to_numpy(dtype=object)
+
+
+def with_ocr_words(X: pd.DataFrame, texts) -> pd.DataFrame:
+    """``X`` with each photo's words (``texts``) at the head of its description, behind
+    :data:`MARKER` (one line; listings without words unchanged)."""
+    marked = ["" if not t else f"{MARKER} {' '.join(str(t).split())} | " for t in texts]
+    return X.assign(description=[m + d for m, d in zip(marked, X["description"], strict=True)])
+
+
+def words_alone(text_model, classes: np.ndarray, texts) -> np.ndarray:
+    """The OCR channel alone: the text model's answer for the photo's words only (the marked
+    block without title or rest of description); uniform where no words were read."""
+    texts = np.asarray(texts, dtype=object)
+    out = np.full((len(texts), len(classes)), 1.0 / len(classes))
+    has = np.array([bool(t) for t in texts], dtype=bool)
+    if has.any():
+        blank = pd.DataFrame({"title": [""] * int(has.sum()), "description": [""] * int(has.sum()),
+                              "image": [None] * int(has.sum())})
+        proba = text_model.predict_proba(with_ocr_words(blank, texts[has]))
+        cols = np.searchsorted(classes.astype(str), np.asarray(text_model.classes_).astype(str))
+        out[has] = 0.0
+        out[np.ix_(np.flatnonzero(has), cols)] = proba
+    return out
+
+
+class OcrWords:
+    """The photos' words of one fit: engine name, the training listings' texts, and the
+    training frame with the words in it."""
+
+    def __init__(self, name: str, texts: np.ndarray, X: pd.DataFrame):
+        self.name, self.texts, self.X = name, texts, with_ocr_words(X, texts)
+        self.n_with_words = int(sum(bool(t) for t in texts))
+
+
+def read_training_words(setting, X: pd.DataFrame, *, min_rows: int) -> OcrWords | None:
+    """The photos' words ``Classifier(ocr=setting)`` trains with, or None (with a warning saying
+    why) when OCR is off, no engine is installed (``"auto"``) or fewer than ``min_rows``
+    training photos carry words."""
+    if setting is None or setting == "none":
+        return None
+    name = resolve_ocr(setting)
+    if name is None:
+        warnings.warn("ocr='auto': no OCR engine is installed (pip install -e '.[ocr]'); "
+                      "training without OCR", stacklevel=3)
+        return None
+    words = OcrWords(name, ocr_texts(X, name, progress=len(X) >= 5000), X)
+    if words.n_with_words < max(min_rows, 1):
+        warnings.warn(f"OCR left out: words were read on {words.n_with_words} labelled photos "
+                      f"(need {min_rows})", stacklevel=3)
+        return None
+    return words
+
+
+def check_bundle_ocr(path, manifest: dict) -> None:
+    """A bundle whose model reads the photos' words loads only where its engine is installed
+    (its answers would change without it); another engine version only warns."""
+    record = manifest.get("ocr")
+    if not record:
+        return
+    name = str(record.get("engine"))
+    if name not in ENGINES:
+        raise BundleError(f"bundle {path} reads the photos' text with the OCR engine {name!r}, "
+                          f"which this prodcat does not know ({', '.join(list_engines())})")
+    status = ENGINES.get(name).status()
+    if status != "ok":
+        raise BundleError(f"bundle {path} reads the photos' text with {name} "
+                          f"({record.get('version')}), which is not installed here: {status}. "
+                          "Install it, or retrain with `prodcat train --ocr none`")
+    installed = engine_for(name).version
+    if record.get("version") and installed != record["version"]:
+        from prodcat.model.bundle import BundleVersionWarning
+
+        warnings.warn(f"bundle {path} was trained with {record['version']}, this install reads "
+                      f"photos with {installed}; it loads, but the words read may differ",
+                      BundleVersionWarning, stacklevel=3)
+
