@@ -276,7 +276,7 @@ def linear_contributions(text_model, listing: dict, targets: list[int],
         offset += width
     dense = np.zeros(len(targets))
     if getattr(features, "dense_encoder_", None) is not None:
-        block = features._dense_block(X).toarray()[0]
+        block = features._dense_block(X, fitting=False).toarray()[0]
         dense = coef[:, offset:offset + block.size] @ block
     return tokens, contrib, dense, head.intercept[targets].copy()
 
