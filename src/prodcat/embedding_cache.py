@@ -115,6 +115,18 @@ class SqliteStore:
     def __repr__(self) -> str:
         return f"{type(self).__name__}({str(self.path)!r})"
 
+    def _select_by_digest(self, sql: str, key: str, digests: Sequence[str]) -> list[tuple]:
+        """The rows of ``sql`` (a SELECT ending ``WHERE <key column> = ? AND digest IN
+        ({marks})``) for ``key`` and the distinct ``digests``, queried in chunks SQLite accepts."""
+        unique = list(dict.fromkeys(digests))
+        rows: list[tuple] = []
+        with self._lock:
+            conn = self._connect()
+            for start in range(0, len(unique), 500):  # SQLite caps the number of parameters
+                chunk = unique[start:start + 500]
+                rows += conn.execute(sql.format(marks=",".join("?" * len(chunk))), (key, *chunk)).fetchall()
+        return rows
+
 
 class EmbeddingCache(SqliteStore):
     """Embeddings on disk in one SQLite file; safe to share between threads and processes.
@@ -141,20 +153,10 @@ class EmbeddingCache(SqliteStore):
 
     def get_many(self, encoder_id: str, digests: Sequence[str]) -> dict[str, np.ndarray]:
         """The cached embeddings among ``digests``, by digest."""
-        found: dict[str, np.ndarray] = {}
-        unique = list(dict.fromkeys(digests))
-        with self._lock:
-            conn = self._connect()
-            for start in range(0, len(unique), 500):  # SQLite caps the number of parameters
-                chunk = unique[start:start + 500]
-                marks = ",".join("?" * len(chunk))
-                rows = conn.execute(
-                    f"SELECT digest, dim, vector FROM embeddings WHERE encoder = ? AND digest IN ({marks})",
-                    (encoder_id, *chunk),
-                ).fetchall()
-                for digest, dim, blob in rows:
-                    found[digest] = self._decode(dim, blob)
-        return found
+        rows = self._select_by_digest(
+            "SELECT digest, dim, vector FROM embeddings WHERE encoder = ? AND digest IN ({marks})",
+            encoder_id, digests)
+        return {digest: self._decode(dim, blob) for digest, dim, blob in rows}
 
     def put_many(self, encoder_id: str, items: Iterable[tuple[str, np.ndarray]]) -> int:
         """Store ``(digest, vector)`` pairs in one transaction; returns how many were given."""

@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 
 from prodcat.batch.engine import Engine
-from prodcat.batch.partitions import open_source
+from prodcat.batch.partitions import open_source, photo_tasks
 from prodcat.batch.resources import EncoderResource
 from prodcat.batch.runner import open_engine, run_partitions
 
@@ -92,7 +92,6 @@ def run_embed_job(data: str | Path, *, encoder: str = "efficientnet-lite0",
     engine = engine or open_engine(scheduler, workers, echo=echo)
     summary = EmbedSummary(engine=engine.description, encoder=encoder, cache=str(store.path))
     failed: Counter[str] = Counter()
-    seen: set[str] = set()
 
     def tasks(key: str, bar):
         def stored(digests: list[str], rows: int, result: dict[str, Any]) -> None:
@@ -103,12 +102,8 @@ def run_embed_job(data: str | Path, *, encoder: str = "efficientnet-lite0",
             failed.update(k or "unusable" for k, good in zip(result["kinds"], ok, strict=True) if not good)
             bar.update(rows)
 
-        for part in source.partitions(partition_rows, images=True):
-            todo = part.photos_to_process(summary, seen, store, encoder_id)
-            if not todo:
-                bar.update(len(part))
-                continue
-            yield _embed_task(engine, key, part.index, todo, len(part), stored)
+        yield from photo_tasks(source, partition_rows, summary, store, encoder_id, bar,
+                               lambda index, todo, rows: _embed_task(engine, key, index, todo, rows, stored))
 
     with store:
         run_partitions(engine, lambda e: EncoderResource.of(encoder, ship=e.ship, threads=e.threads_per_task),

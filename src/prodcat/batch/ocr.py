@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from prodcat.batch.engine import Engine
-from prodcat.batch.partitions import open_source
+from prodcat.batch.partitions import open_source, photo_tasks
 from prodcat.batch.resources import Resource
 from prodcat.batch.runner import open_engine, run_partitions
 
@@ -100,7 +100,6 @@ def run_ocr_job(data: str | Path, *, ocr_engine: str = "rapidocr",
     engine = engine or open_engine(scheduler, workers, echo=echo)
     summary = OcrJobSummary(engine=engine.description, ocr_engine=ocr_engine, cache=str(store.path))
     statuses: Counter[str] = Counter()
-    seen: set[str] = set()
 
     def tasks(key: str, bar):
         def stored(digests: list[str], rows: int, result: list[dict[str, Any]]) -> None:
@@ -111,12 +110,8 @@ def run_ocr_job(data: str | Path, *, ocr_engine: str = "rapidocr",
             statuses.update(r.status for r in results)
             bar.update(rows)
 
-        for part in source.partitions(partition_rows, images=True):
-            todo = part.photos_to_process(summary, seen, store, engine_id)
-            if not todo:
-                bar.update(len(part))
-                continue
-            yield _ocr_task(engine, key, part.index, todo, len(part), stored)
+        yield from photo_tasks(source, partition_rows, summary, store, engine_id, bar,
+                               lambda index, todo, rows: _ocr_task(engine, key, index, todo, rows, stored))
 
     with store:
         run_partitions(engine, lambda e: _with_threads(resource, e.threads_per_task), tasks, summary,

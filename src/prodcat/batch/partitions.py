@@ -83,6 +83,19 @@ class Partition:
         return [(d, b) for d, b in zip(digests, blobs, strict=True) if d not in have]
 
 
+def photo_tasks(source: CatalogSource, partition_rows: int, summary: Any, store: Any, key: str,
+                bar, make_task):
+    """One task per partition with photos still to process (:meth:`Partition.photos_to_process`):
+    ``make_task(index, todo, rows)``; partitions with none only move the progress bar."""
+    seen: set[str] = set()
+    for part in source.partitions(partition_rows, images=True):
+        todo = part.photos_to_process(summary, seen, store, key)
+        if not todo:
+            bar.update(len(part))
+            continue
+        yield make_task(part.index, todo, len(part))
+
+
 @dataclass
 class CatalogSource:
     """One table file read in partitions, and how its columns map onto a listing."""

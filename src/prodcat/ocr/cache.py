@@ -40,20 +40,14 @@ class OcrCache(SqliteStore):
     def get_many(self, engine_id: str, digests: Sequence[str]) -> dict[str, OcrResult]:
         """The cached results among ``digests``, by digest (marked ``cached``)."""
         found: dict[str, OcrResult] = {}
-        unique = list(dict.fromkeys(digests))
-        with self._lock:
-            conn = self._connect()
-            for start in range(0, len(unique), 500):  # SQLite caps the number of parameters
-                chunk = unique[start:start + 500]
-                marks = ",".join("?" * len(chunk))
-                rows = conn.execute(
-                    f"SELECT digest, result FROM {TABLE} WHERE engine = ? AND digest IN ({marks})",
-                    (engine_id, *chunk)).fetchall()
-                for digest, text in rows:
-                    try:
-                        found[digest] = OcrResult.from_json(text, cached=True)
-                    except (ValueError, KeyError, TypeError):
-                        continue  # a damaged row is read again, never served
+        rows = self._select_by_digest(
+            f"SELECT digest, result FROM {TABLE} WHERE engine = ? AND digest IN ({{marks}})",
+            engine_id, digests)
+        for digest, text in rows:
+            try:
+                found[digest] = OcrResult.from_json(text, cached=True)
+            except (ValueError, KeyError, TypeError):
+                continue  # a damaged row is read again, never served
         return found
 
     def get(self, engine_id: str, digest: str) -> OcrResult | None:
