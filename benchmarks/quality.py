@@ -26,6 +26,7 @@ words), and per class.
 from __future__ import annotations
 
 import sys
+from pathlib import Path
 from typing import Any
 
 from _common import (
@@ -65,14 +66,22 @@ def build_model(image: bool, seed: int, ocr: str | None = None, memory: str | No
 
 
 def run_prodcat(catalog: Any, folds: int, seed: int, image: bool, ocr: str | None = None,
-                memory: str | None = None, X: Any = None, layouts: bool = True):
-    """prodcat's outer-fold result (probabilities, layouts, per-row thresholds)."""
+                memory: str | None = None, X: Any = None, layouts: bool = True,
+                unlabelled: Any = None):
+    """prodcat's outer-fold result (probabilities, layouts, per-row thresholds).
+
+    ``unlabelled``: listings without labels given to every outer training fold's fit, as
+    ``prodcat train --unlabelled`` does (their photos teach the image model through the text
+    model's confident answers; their labels are never known)."""
     from prodcat.evaluation.crossval import cross_val_proba
 
+    fit_params = {"taxonomy": catalog.taxonomy}
+    if unlabelled is not None:
+        fit_params["unlabelled"] = unlabelled
     with timer() as elapsed:
         cv = cross_val_proba(build_model(image, seed, ocr, memory), catalog.X if X is None else X,
                              catalog.y, folds=folds, seed=seed, progress=False,
-                             fit_params={"taxonomy": catalog.taxonomy}, layouts=layouts)
+                             fit_params=fit_params, layouts=layouts)
     return cv, elapsed()
 
 
@@ -176,6 +185,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--image", action="store_true", help="prodcat with its image model (fused)")
     parser.add_argument("--ocr", default=None, metavar="ENGINE",
                         help="compare with and without the OCR channel (rapidocr, tesseract, auto)")
+    parser.add_argument("--unlabelled", type=Path, default=None,
+                        help="unlabelled listings with photos for the image model's pseudo-labels "
+                             "(e.g. ../shared/data/rakuten_unlabelled; with --image)")
     parser.add_argument("--all-rows", action="store_true",
                         help="include Rakuten's frozen final-check split (off: it is looked at once)")
     parser.add_argument("--name", default=None,
@@ -185,7 +197,8 @@ def main(argv: list[str] | None = None) -> int:
         return 0
 
     name = (args.name or dataset_name(args.data)) + ("_image" if args.image else "") + (
-        "" if not args.ocr else "_ocr_auto" if args.ocr == "auto" else "_ocr")
+        "" if not args.ocr else "_ocr_auto" if args.ocr == "auto" else "_ocr") + (
+        "_unlabelled" if args.unlabelled else "")
     catalog = load_labelled(args.data, level=args.level)
     if catalog.format == "rakuten" and not args.all_rows:
         catalog = catalog.subset(~frozen_split(catalog.frame["id"]))
@@ -207,7 +220,12 @@ def main(argv: list[str] | None = None) -> int:
                                     memory=memory)
         ocr_run = (engine, texts, without, without_s)
     else:
-        cv, prodcat_s = run_prodcat(catalog, args.folds, args.seed, args.image)
+        unlabelled = None
+        if args.unlabelled is not None:
+            from prodcat.data import read_catalog
+
+            unlabelled = read_catalog(args.unlabelled).X
+        cv, prodcat_s = run_prodcat(catalog, args.folds, args.seed, args.image, unlabelled=unlabelled)
     classes = np.asarray(cv.classes).astype(str)
     base, base_s = run_baseline(catalog, cv.folds, classes)
     y = cv.y
@@ -240,6 +258,8 @@ def main(argv: list[str] | None = None) -> int:
         f"{args.folds}-fold stratified CV (shuffled, seed {args.seed}), the same outer folds for both; "
         f"every prodcat choice made inside each outer training fold. {len(catalog):,} real labelled "
         f"listings, {catalog.y.nunique()} categories, from {args.data}"
+        + (f"; {args.unlabelled} given as unlabelled listings to every training fold"
+           if args.unlabelled else "")
         + ("" if args.all_rows or catalog.format != "rakuten" else " (frozen final-check split left out)") + ".",
         markdown_table(["metric", "prodcat", "recipe", "delta (points)"], rows, digits=4),
         f"Per outer fold (weighted F1): delta {spread['mean']:+.2f} ± {spread['sd']:.2f} points, "
@@ -277,7 +297,7 @@ def main(argv: list[str] | None = None) -> int:
                    "prodcat": res["prodcat"], "baseline": res["recipe"], "delta_points": delta,
                    "per_fold": folds, "fold_delta": spread, "layouts": layouts,
                    "precision_coverage": cover, "threshold_promise": promise, "photo": photo,
-                   "ocr": ocr_comp,
+                   "ocr": ocr_comp, "unlabelled": str(args.unlabelled) if args.unlabelled else None,
                    "machine": info}
         for path in save_results(f"quality_{name}", payload, markdown):
             print(f"wrote {path}", file=sys.stderr)
