@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 
 from prodcat.batch.engine import Engine
-from prodcat.batch.partitions import open_source, photo_tasks
+from prodcat.batch.partitions import PhotoJobSummary, open_source, photo_tasks
 from prodcat.batch.resources import EncoderResource
 from prodcat.batch.runner import open_engine, run_partitions
 
@@ -43,23 +43,11 @@ def _embed_task(engine: Engine, key: str, index: int, todo: list[tuple[str, byte
             lambda result: stored(digests, rows, result))
 
 
-@dataclass
-class EmbedSummary:
-    engine: str
+@dataclass(kw_only=True)
+class EmbedSummary(PhotoJobSummary):
     encoder: str
-    cache: str
-    rows: int = 0
-    photos: int = 0            # photos named by the rows and found
-    photos_missing: int = 0    # named, not on disk
-    unreadable: int = 0        # found but could not be read
-    duplicates: int = 0        # the same bytes as an earlier photo of this run
-    cached: int = 0            # already in the cache
     encoded: int = 0
     failed: dict[str, int] = field(default_factory=dict)  # by kind: corrupt, not an image ...
-    startup_s: float = 0.0
-    seconds: float = 0.0
-    client_peak_rss_mb: float | None = None
-    workers: list[dict[str, Any]] = field(default_factory=list)
 
     @property
     def photos_per_s(self) -> float:

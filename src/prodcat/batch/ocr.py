@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from prodcat.batch.engine import Engine
-from prodcat.batch.partitions import open_source, photo_tasks
+from prodcat.batch.partitions import PhotoJobSummary, open_source, photo_tasks
 from prodcat.batch.resources import Resource
 from prodcat.batch.runner import open_engine, run_partitions
 
@@ -51,24 +51,12 @@ def ocr_blobs(engine, blobs: list[bytes]) -> list[dict[str, Any]]:
     return [engine.read(blob).to_dict() for blob in blobs]
 
 
-@dataclass
-class OcrJobSummary:
-    engine: str
+@dataclass(kw_only=True)
+class OcrJobSummary(PhotoJobSummary):
     ocr_engine: str
-    cache: str
-    rows: int = 0
-    photos: int = 0
-    photos_missing: int = 0
-    unreadable: int = 0
-    duplicates: int = 0
-    cached: int = 0
     read: int = 0
     with_text: int = 0
     statuses: dict[str, int] = field(default_factory=dict)
-    startup_s: float = 0.0
-    seconds: float = 0.0
-    client_peak_rss_mb: float | None = None
-    workers: list[dict[str, Any]] = field(default_factory=list)
 
     @property
     def photos_per_s(self) -> float:

@@ -83,6 +83,25 @@ class Partition:
         return [(d, b) for d, b in zip(digests, blobs, strict=True) if d not in have]
 
 
+@dataclass(kw_only=True)
+class PhotoJobSummary:
+    """What a job over a catalogue's photos counts (the embedding and OCR jobs): the fields
+    :meth:`Partition.photos_to_process` fills and the run loop times."""
+
+    engine: str
+    cache: str
+    rows: int = 0
+    photos: int = 0            # photos named by the rows and found
+    photos_missing: int = 0    # named, not on disk
+    unreadable: int = 0        # found but could not be read
+    duplicates: int = 0        # the same bytes as an earlier photo of this run
+    cached: int = 0            # already in the cache
+    startup_s: float = 0.0
+    seconds: float = 0.0
+    client_peak_rss_mb: float | None = None
+    workers: list[dict[str, Any]] = field(default_factory=list)
+
+
 def photo_tasks(source: CatalogSource, partition_rows: int, summary: Any, store: Any, key: str,
                 bar, make_task):
     """One task per partition with photos still to process (:meth:`Partition.photos_to_process`):
