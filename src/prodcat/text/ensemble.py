@@ -1,9 +1,10 @@
 """Several calibrated text models, pooled by weights learnt on their out-of-fold answers.
 
 No single text model wins everywhere: a linear SVM on word and character n-grams is precise on
-product vocabulary, one that also sees a multilingual sentence embedding generalises across
-phrasings and languages, and a model on the embedding alone fails on other listings than both.
-Members are fitted once each; every one keeps the *out-of-fold* probabilities it produced while
+product vocabulary, and one that also sees a multilingual sentence embedding generalises across
+phrasings and languages (a model on the embedding alone, ``use-logistic``, is registered but the
+selection never gave it weight on Rakuten or Flipkart). Members are fitted once each, members
+with the same n-grams share one TF-IDF fit; every one keeps the *out-of-fold* probabilities it produced while
 calibrating itself, so weighing them costs no extra fit. Poolings:
 
 - ``linear`` (default): Caruana et al. (2004)'s greedy ensemble selection with replacement, as
