@@ -14,7 +14,7 @@ from sklearn.model_selection import StratifiedKFold, cross_val_predict
 from sklearn.utils.validation import check_consistent_length, check_is_fitted
 
 from prodcat.params import Integral, Interval, Real, StrOptions, check_params
-from prodcat.text.encoders import create_text_encoder, prediction_cache
+from prodcat.text.encoders import create_text_encoder
 from prodcat.text.platt import out_of_fold_folds
 
 
@@ -57,10 +57,7 @@ class DenseTextClassifier(ClassifierMixin, BaseEstimator):
         self.random_state = random_state
 
     def _embed(self, X, *, fitting: bool = False) -> np.ndarray:
-        cache = self.cache if fitting else prediction_cache(self.cache, len(X))
-        emb = self.encoder_.encode_frame(X, cache=cache).embeddings.astype(np.float64)
-        norms = np.linalg.norm(emb, axis=1, keepdims=True)
-        return np.divide(emb, norms, out=np.zeros_like(emb), where=norms > 0)
+        return self.encoder_.unit_embeddings(X, cache=self.cache, fitting=fitting, dtype=np.float64)
 
     def fit(self, X, y):
         check_params(self)

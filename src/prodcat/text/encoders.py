@@ -380,4 +380,13 @@ class SentenceEncoder(LazyLoaded):
         """:meth:`encode` of :meth:`texts` of ``X``."""
         return self.encode(self.texts(X), **options)
 
+    def unit_embeddings(self, X, *, cache, fitting: bool, dtype=np.float32) -> np.ndarray:
+        """L2-normalised embeddings of ``X`` as a model's features (empty texts stay zero):
+        ``cache`` as given while fitting, none for a small prediction (:func:`prediction_cache`)."""
+        if not fitting:
+            cache = prediction_cache(cache, len(X))
+        emb = self.encode_frame(X, cache=cache).embeddings.astype(dtype)
+        norms = np.linalg.norm(emb, axis=1, keepdims=True)
+        return np.divide(emb, norms, out=np.zeros_like(emb), where=norms > 0)
+
 

@@ -4,8 +4,8 @@ No single text model wins everywhere: a linear SVM on word and character n-grams
 product vocabulary, and one that also sees a multilingual sentence embedding generalises across
 phrasings and languages (a model on the embedding alone, ``use-logistic``, is registered but the
 selection never gave it weight on Rakuten or Flipkart). Members are fitted once each, members
-with the same n-grams share one TF-IDF fit; every one keeps the *out-of-fold* probabilities it produced while
-calibrating itself, so weighing them costs no extra fit. Poolings:
+with the same n-grams share one TF-IDF fit; every one keeps the *out-of-fold* probabilities it
+produced while calibrating itself, so weighing them costs no extra fit. Poolings:
 
 - ``linear`` (default): Caruana et al. (2004)'s greedy ensemble selection with replacement, as
   AutoGluon does — a weighted average grown to minimise the out-of-fold log loss — then one

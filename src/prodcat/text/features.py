@@ -17,7 +17,7 @@ from sklearn.utils.validation import check_is_fitted
 
 from prodcat.text.charngrams import WordCharTfidf
 from prodcat.text.cleaning import clean_text, frame_texts
-from prodcat.text.encoders import SentenceEncoder, create_text_encoder, prediction_cache
+from prodcat.text.encoders import SentenceEncoder, create_text_encoder
 
 #: Fitted sparse blocks by (n-gram options, listings' digest), inside :func:`sharing_tfidf` only.
 _SHARED: ContextVar[dict | None] = ContextVar("prodcat_shared_tfidf", default=None)
@@ -132,11 +132,8 @@ class TfidfFeatures(TransformerMixin, BaseEstimator):
         encoder = getattr(self, "dense_encoder_", None)
         if encoder is None:
             return None
-        cache = self.dense_cache if fitting else prediction_cache(self.dense_cache, len(X))
-        emb = encoder.encode_frame(X, cache=cache).embeddings
-        norms = np.linalg.norm(emb, axis=1, keepdims=True)
-        emb = np.divide(emb, norms, out=np.zeros_like(emb), where=norms > 0) * np.float32(self.dense_weight)
-        return sp.csr_matrix(emb, dtype=np.float32)
+        emb = encoder.unit_embeddings(X, cache=self.dense_cache, fitting=fitting)
+        return sp.csr_matrix(emb * np.float32(self.dense_weight), dtype=np.float32)
 
     def fit(self, X, y=None):
         self.fit_transform(X)

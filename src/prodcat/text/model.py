@@ -48,10 +48,10 @@ class TextClassifier(ClassifierMixin, BaseEstimator):
     }
 
     def __init__(self, head="linear-svm", C=None, class_weight="balanced", calibration="auto",
-                 calibration_cv="auto", average_folds=True, word_ngrams=(1, 2), char_ngrams=(3, 5), title_ngrams=(1, 2),
-                 min_df_char=2, max_description_chars=1000, char_description_chars=300,
-                 strip_accents=True, random_state=0, n_jobs=-1, dense=None, dense_weight=1.0,
-                 dense_cache=True):
+                 calibration_cv="auto", average_folds=True, word_ngrams=(1, 2), char_ngrams=(3, 5),
+                 title_ngrams=(1, 2), min_df_char=2, max_description_chars=1000,
+                 char_description_chars=300, strip_accents=True, random_state=0, n_jobs=-1,
+                 dense=None, dense_weight=1.0, dense_cache=True):
         self.head = head
         self.C = C
         self.class_weight = class_weight
