@@ -51,12 +51,15 @@ def explain(model_dir, title, description, image, out, top_k, text_method, image
         label = a["name"] if a["name"] == a["code"] else f"{a['name']} ({a['code']})"
         click.echo(f"{rank}. {label[:50]:<50} {a['probability']:6.1%}")
         if explanation.text is not None:
-            pro = explanation.text.top_words(rank - 1, words, sign=1)
-            con = explanation.text.top_words(rank - 1, max(1, words // 2), sign=-1)
-            click.echo("   for:     " + (", ".join(f"{w} {v:+.2f}" for w, v in pro) or "-"))
-            click.echo("   against: " + (", ".join(f"{w} {v:+.2f}" for w, v in con) or "-"))
+            pro = explanation.text.top_words_by_source(rank - 1, words, sign=1)
+            con = explanation.text.top_words_by_source(rank - 1, max(1, words // 2), sign=-1)
+            click.echo("   for:     " + (", ".join(map(_weighed, pro)) or "-"))
+            click.echo("   against: " + (", ".join(map(_weighed, con)) or "-"))
     if explanation.text is not None:
         click.echo(f"word weights: {explanation.text.unit} ({explanation.text.method})")
+    if explanation.ocr is not None and explanation.ocr["words"]:
+        click.echo("words read on the photo: " + " ".join(w["text"] for w in explanation.ocr["words"])
+                   + " (marked [photo] above)")
     m = explanation.modalities
     if m.get("agree") is not None:
         click.echo(f"text says {m['text_top']}, photo says {m['image_top']}: "
@@ -67,3 +70,8 @@ def explain(model_dir, title, description, image, out, top_k, text_method, image
     for note in explanation.notes:
         click.echo(f"note: {note}")
     click.echo(f"explanation: {path} ({explanation.seconds:.2f} s)")
+
+
+def _weighed(item: tuple[str, float, str]) -> str:
+    word, weight, source = item
+    return f"{word}{' [photo]' if source == 'photo' else ''} {weight:+.2f}"

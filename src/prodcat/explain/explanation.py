@@ -1,4 +1,5 @@
-"""One listing's whole explanation: its answer, the words, the photo's regions, the modalities."""
+"""One listing's whole explanation: its answer, the words (the photo's among them, for a model
+that reads them), the photo's regions, the modalities."""
 
 from __future__ import annotations
 
@@ -31,6 +32,9 @@ class Explanation:
     notes: list[str] = field(default_factory=list)
     seconds: float = 0.0
     heatmap_path: str | None = None
+    #: The words read on the photo with their boxes and weights
+    #: (:func:`prodcat.explain.photo_words.photo_words`); None for a model without OCR.
+    ocr: dict[str, Any] | None = None
 
     def to_dict(self, n_words: int = 10) -> dict[str, Any]:
         return {
@@ -39,6 +43,7 @@ class Explanation:
             "image": ({**self.image.to_dict(), "heatmap_path": self.heatmap_path}
                       if self.image is not None else None),
             "modalities": self.modalities,
+            "ocr": self.ocr,
             "notes": self.notes,
             "seconds": round(self.seconds, 4),
         }
@@ -69,6 +74,9 @@ def explain_listing(model, listing: Mapping[str, Any], k: int = 3, *, text_metho
     (or, when the image model never saw a photo of that class, the image model's own top class).
     A part that cannot be explained (no text, no usable photo, no torch for Grad-CAM…) is left
     out with a note, never an error, unless the options themselves are wrong.
+
+    For a model that reads the photo's words (``ocr_``) they are among the explained words,
+    marked as the photo's, and ``ocr`` holds them as read, with their boxes and weights.
     """
     from prodcat.explain.image import METHODS
 
@@ -76,14 +84,19 @@ def explain_listing(model, listing: Mapping[str, Any], k: int = 3, *, text_metho
         raise ConfigError(f"unknown image explanation method {image_method!r}; "
                           f"choose one of {', '.join(METHODS)}")
     started = time.perf_counter()
+    from prodcat.explain.photo_words import photo_words
+
     mods = model.predict_modalities(dict(listing))
+    read = mods.get("ocr_text")
+    ocr_text = str(read[0]) if read is not None else None
     answer = model.describe(mods["fused"], k)[0]
     targets = [int(np.flatnonzero(np.asarray(model.classes_).astype(str) == a["code"])[0]) for a in answer]
     notes: list[str] = []
     text = None
     if mods["has_text"][0]:
         text = explain_text(model, listing, k, method=text_method, proba=mods["text"][0],
-                            lime_samples=lime_samples, seed=seed, targets=[a["code"] for a in answer])
+                            lime_samples=lime_samples, seed=seed, targets=[a["code"] for a in answer],
+                            ocr_text=ocr_text)
     else:
         notes.append("the listing has no text: only its photo was used")
     image = None
@@ -93,8 +106,11 @@ def explain_listing(model, listing: Mapping[str, Any], k: int = 3, *, text_metho
         notes.append("no usable photo: the answer comes from the text alone")
     else:
         image = _explain_photo(model, listing["image"], answer[0]["code"], image_method, notes, image_options)
+    ocr = photo_words(model, listing.get("image"), text, ocr_text)
+    if ocr is not None and not ocr["words"]:
+        notes.append(f"no words were read on the photo ({ocr['status']})")
     return Explanation(answer, text, image, modality_contributions(model, mods, targets), notes,
-                       time.perf_counter() - started)
+                       time.perf_counter() - started, ocr=ocr)
 
 
 def _explain_photo(model, photo, code: str, method: str, notes: list[str], options: dict):

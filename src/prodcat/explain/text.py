@@ -7,13 +7,16 @@ folded back onto the words of the listing they came from:
 - a word or title n-gram is shared equally by its words (and equally by its occurrences);
 - a character n-gram is shared by the words it was cut from, in proportion to how many times
   each word contains it;
-- a sentence embedding (``dense``) belongs to the listing as a whole and is reported apart.
+- a sentence embedding (``dense``) belongs to the listing as a whole and is reported apart;
+- a model that reads the photo's words (``Classifier(ocr=...)``) reads them at the head of the
+  description: they are explained like the listing's words and marked as the photo's
+  (:mod:`prodcat.explain.photo_words`: ``field`` ``"photo"``, ``source`` ``"photo"``).
 
 So the word contributions, the embedding's share and the bias add up to the class score
 exactly (:attr:`TextExplanation.score`, tested against the head's ``decision_function``). With a
 Platt-calibrated head the unit is the log-odds of that class's sigmoid (``-a · score - b``);
 otherwise it is the head's own decision score. Other heads are explained by LIME
-(:func:`lime_weights`), whose weights are a local linear approximation and say so.
+(:func:`prodcat.explain.lime.lime_weights`), whose weights are a local linear approximation and say so.
 """
 
 from __future__ import annotations
@@ -35,9 +38,6 @@ from prodcat.text.cleaning import clean_text
 
 _WORD = re.compile(r"(?u)\b\w+\b")
 _PUNCTUATION = string.punctuation + "«»“”‘’…–—·•"
-#: Joins title and description in the strings LIME perturbs; a separator, so never removed.
-_FIELD_MARK = " \u00b6 "
-_LIME_SPLIT = r"\s*\u00b6\s*|\s+"
 
 
 @dataclass
@@ -45,11 +45,19 @@ class Token:
     """One whitespace-separated word of the cleaned listing text."""
 
     text: str
-    field: str  # "title" or "description"
+    #: "title" or "description"; "photo" for a word read on the photo, "marker" for the marker
+    #: the model puts around those words (:mod:`prodcat.explain.photo_words`).
+    field: str
     position: int  # index among the words of its field
-    #: ``(start, end)`` of the original word in the field's raw text, when cleaning kept the
-    #: words aligned (HTML tags spanning spaces do not); None otherwise.
+    #: ``(start, end)`` of the original word in the field's raw text (a photo word: in the words
+    #: read on the photo), when cleaning kept the words aligned (HTML tags spanning spaces do
+    #: not); None otherwise.
     span: tuple[int, int] | None = None
+
+    @property
+    def source(self) -> str:
+        """Where the word comes from: ``"listing"`` (what the seller typed) or ``"photo"``."""
+        return "photo" if self.field in ("photo", "marker") else "listing"
 
     @property
     def word(self) -> str:
@@ -133,16 +141,38 @@ class TextExplanation:
     seconds: float = 0.0
     details: dict[str, Any] = field(default_factory=dict)
 
-    def word_weights(self, k: int = 0) -> dict[str, float]:
-        """Distinct words → summed contribution to class ``k`` (of :attr:`classes`)."""
+    def word_weights(self, k: int = 0, source: str | None = None) -> dict[str, float]:
+        """Distinct words → summed contribution to class ``k`` (of :attr:`classes`); ``source``
+        ``"listing"`` or ``"photo"``: that source's words only. The marker around the photo's
+        words is no word of either (its weight is in :meth:`source_weights`)."""
         out: dict[str, float] = defaultdict(float)
         for tok, w in zip(self.tokens, self.classes[k].tokens, strict=True):
-            out[tok.word] += float(w)
+            if tok.field != "marker" and source in (None, tok.source):
+                out[tok.word] += float(w)
         return dict(out)
 
-    def top_words(self, k: int = 0, n: int = 10, sign: int = 0) -> list[tuple[str, float]]:
-        """The ``n`` words weighing most for class ``k``: ``sign`` +1 for, -1 against, 0 either."""
-        items = [(w, v) for w, v in self.word_weights(k).items() if v * sign >= 0 and v != 0]
+    def source_weights(self, k: int = 0) -> dict[str, float]:
+        """Class ``k``'s word contributions summed by source (``listing``, ``photo``, the marker
+        included): with ``dense`` and ``bias`` they add up to :attr:`ClassWords.score`."""
+        out = {"listing": 0.0, "photo": 0.0}
+        for tok, w in zip(self.tokens, self.classes[k].tokens, strict=True):
+            out[tok.source] += float(w)
+        return out
+
+    def top_words(self, k: int = 0, n: int = 10, sign: int = 0,
+                  source: str | None = None) -> list[tuple[str, float]]:
+        """The ``n`` words weighing most for class ``k``: ``sign`` +1 for, -1 against, 0 either;
+        ``source`` as in :meth:`word_weights`."""
+        return [(w, v) for w, v, _ in self._ranked(k, n, sign, [source])]
+
+    def top_words_by_source(self, k: int = 0, n: int = 10, sign: int = 0) -> list[tuple[str, float, str]]:
+        """Like :meth:`top_words`, a word read on the photo ranked apart from the same word in
+        the listing: ``(word, weight, source)``."""
+        return self._ranked(k, n, sign, ["listing", "photo"])
+
+    def _ranked(self, k: int, n: int, sign: int, sources: list[str | None]) -> list[tuple[str, float, str]]:
+        items = [(w, v, src or "listing") for src in sources for w, v in self.word_weights(k, src).items()
+                 if v * sign >= 0 and v != 0]
         key = (lambda x: -x[1]) if sign > 0 else (lambda x: x[1]) if sign < 0 else (lambda x: -abs(x[1]))
         return sorted(items, key=key)[:n]
 
@@ -150,13 +180,15 @@ class TextExplanation:
         r = lambda v: round(float(v), decimals)  # noqa: E731
         return {
             "method": self.method, "unit": self.unit, "seconds": r(self.seconds),
-            "tokens": [{"text": t.text, "field": t.field, "position": t.position,
+            "tokens": [{"text": t.text, "field": t.field, "source": t.source, "position": t.position,
                         "span": list(t.span) if t.span else None} for t in self.tokens],
             "classes": [{
                 "code": c.code, "probability": r(c.probability), "bias": r(c.bias),
                 "dense": r(c.dense), "score": r(c.score),
+                "sources": {k: r(v) for k, v in self.source_weights(i).items()},
                 "token_weights": [r(v) for v in c.tokens],
-                "top_words": [{"word": w, "weight": r(v)} for w, v in self.top_words(i, n_words)],
+                "top_words": [{"word": w, "weight": r(v), "source": src}
+                              for w, v, src in self.top_words_by_source(i, n_words)],
             } for i, c in enumerate(self.classes)],
             **({"details": self.details} if self.details else {}),
         }
@@ -167,10 +199,12 @@ class TextExplanation:
 
 def listing_without(tokens: list[Token], words: set[str] | frozenset[str]) -> dict[str, str]:
     """The listing as the model reads it (cleaned words) with every occurrence of ``words``
-    (:attr:`Token.word` forms) removed: what deletion tests of faithfulness classify."""
-    kept = [t for t in tokens if t.word not in words]
+    (:attr:`Token.word` forms) removed: what deletion tests of faithfulness classify. The
+    photo's words (a deleted word is deleted there too) and their marker stay at the head of
+    the description, where the model reads them."""
+    kept = [t for t in tokens if t.word not in words or t.field == "marker"]
     return {"title": " ".join(t.text for t in kept if t.field == "title"),
-            "description": " ".join(t.text for t in kept if t.field == "description")}
+            "description": " ".join(t.text for t in kept if t.field != "title")}
 
 
 def listing_tokens(title: str, description: str, features) -> list[Token]:
@@ -282,14 +316,34 @@ def linear_contributions(text_model, listing: dict, targets: list[int],
 
 
 def explain_text(model, listing: dict, k: int = 3, method: str = "auto", proba: np.ndarray | None = None,
-                 lime_samples: int = 500, seed: int = 0, targets: list[str] | None = None) -> TextExplanation:
+                 lime_samples: int = 500, seed: int = 0, targets: list[str] | None = None,
+                 ocr_text: str | None = None) -> TextExplanation:
     """Why the text model gives one ``listing`` its top-``k`` classes (or the class codes
     ``targets``, e.g. the fused model's answer) the probabilities it does.
 
     ``model`` is a Classifier (its text model is explained) or a TextClassifier. ``method``:
     ``"linear"`` (exact, linear heads), ``"lime"`` (any head; ``lime_samples`` perturbed copies),
     ``"auto"`` (linear when possible). ``proba``: the text probabilities if already computed.
+    ``ocr_text``: for a Classifier that reads the photo's words, those words (None: read with its
+    engine); they are explained with the listing's and marked as the photo's.
     """
+    from prodcat.explain.photo_words import listing_ocr_text, mark_photo_tokens, with_photo_words
+
+    if ocr_text is None:
+        ocr_text = listing_ocr_text(model, listing)
+    if not ocr_text:
+        return _explain_words(model, listing, k, method, proba, lime_samples, seed, targets)
+    explanation = _explain_words(model, with_photo_words(listing, ocr_text), k, method, proba,
+                                 lime_samples, seed, targets)
+    features = _token_features(getattr(model, "text_", model))
+    if not mark_photo_tokens(explanation.tokens, ocr_text, str(listing.get("description") or ""),
+                             features.strip_accents):
+        explanation.details["photo_words"] = "not told apart from the description's"
+    return explanation
+
+
+def _explain_words(model, listing: dict, k: int, method: str, proba: np.ndarray | None,
+                   lime_samples: int, seed: int, targets: list[str] | None) -> TextExplanation:
     import pandas as pd
 
     text_model = getattr(model, "text_", model)
@@ -329,6 +383,8 @@ def explain_text(model, listing: dict, k: int = 3, method: str = "auto", proba: 
         classes = [ClassWords(c, float(proba[t]), contrib[i], float(dense[i]), float(bias[i]))
                    for i, (c, t) in enumerate(zip(codes, targets, strict=True))]
         return TextExplanation(tokens, classes, unit, "linear", time.perf_counter() - started)
+    from prodcat.explain.lime import lime_weights
+
     tokens, weights, intercepts, scores = lime_weights(text_model, listing, targets, lime_samples, seed)
     classes = [ClassWords(c, float(proba[t]), weights[i], 0.0, float(intercepts[i]))
                for i, (c, t) in enumerate(zip(codes, targets, strict=True))]
@@ -377,54 +433,6 @@ def ensemble_contributions(ensemble, listing: dict, codes: list[str]):
     if tokens is None:
         return None
     return tokens, contrib, dense, bias
-
-
-# --- LIME -------------------------------------------------------------------------------------
-
-
-def lime_weights(text_model, listing: dict, targets: list[int], samples: int = 500, seed: int = 0):
-    """LIME over the listing's cleaned words, for any text model.
-
-    Title and description are perturbed together (a word removed everywhere it appears); the
-    perturbed texts are classified as listings again. Returns ``(tokens, weights [targets ×
-    tokens], intercepts, local R²)``; a word's weight is shared by its occurrences.
-    """
-    try:
-        from lime.lime_text import LimeTextExplainer
-    except ImportError as exc:
-        raise ConfigError("LIME needs the 'explain' extra: pip install 'prodcat[explain]'") from exc
-    import pandas as pd
-
-    if samples < 10:
-        raise ConfigError("LIME needs at least 10 samples")
-    features = _token_features(text_model)
-    title, description = str(listing.get("title") or ""), str(listing.get("description") or "")
-    tokens = listing_tokens(title, description, features)
-    title_text = " ".join(t.text for t in tokens if t.field == "title")
-    desc_text = " ".join(t.text for t in tokens if t.field == "description")
-
-    def classify(texts: list[str]) -> np.ndarray:
-        parts = [t.split("\u00b6", 1) + [""] for t in texts]
-        X = pd.DataFrame({"title": [p[0].strip() for p in parts], "description": [p[1].strip() for p in parts]})
-        return text_model.predict_proba(X)
-
-    explainer = LimeTextExplainer(split_expression=_LIME_SPLIT, bow=True, random_state=seed)
-    explanation = explainer.explain_instance(f"{title_text}{_FIELD_MARK}{desc_text}", classify,
-                                             labels=targets, num_features=max(1, len(tokens)),
-                                             num_samples=samples)
-    vocab = explanation.domain_mapper.indexed_string
-    weights = np.zeros((len(targets), len(tokens)))
-    for i, target in enumerate(targets):
-        per_word = {vocab.word(idx): w for idx, w in explanation.local_exp[target]}
-        counts: dict[str, int] = defaultdict(int)
-        for t in tokens:
-            counts[t.text] += 1
-        for n, t in enumerate(tokens):
-            weights[i, n] = per_word.get(t.text, 0.0) / counts[t.text]
-    intercepts = np.array([explanation.intercept[t] for t in targets])
-    scores = [float(explanation.score[t]) if isinstance(explanation.score, dict) else float(explanation.score)
-              for t in targets]
-    return tokens, weights, intercepts, scores
 
 
 def _token_features(text_model):

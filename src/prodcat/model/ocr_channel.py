@@ -15,13 +15,18 @@ the description gave +0.8), and the listing-text model reading the words as a ti
 scored worse than uniform and got weight 0).
 
 OCR results are cached (by engine id and the photo's bytes, :class:`~prodcat.ocr.OcrCache`, in
-the embedding cache's file): cross-validation and refits read each photo once. Engines are
-created once per process (RapidOCR's networks take seconds to load).
+the embedding cache's file): cross-validation and refits read each photo once. Without the disk
+cache (the API and web app, for uploads) the last :data:`RECENT_PHOTOS` photos' results are kept
+in memory, so a photo classified and then explained is read once. Engines are created once per
+process (RapidOCR's networks take seconds to load).
 """
 
 from __future__ import annotations
 
+import threading
 import warnings
+from collections import OrderedDict
+from collections.abc import Iterable, Sequence
 from functools import lru_cache
 
 import numpy as np
@@ -31,7 +36,9 @@ from prodcat.errors import BundleError, ConfigError
 from prodcat.ocr import (
     DEFAULT_ENGINE,
     ENGINES,
+    OcrCache,
     OcrEngine,
+    OcrResult,
     create_engine,
     engine_status,
     list_engines,
@@ -42,6 +49,10 @@ from prodcat.ocr.reading import ocr_text_for
 OCR_CHOICES = frozenset({"auto", "none", *list_engines()})
 #: What precedes a photo's words in the description the text model reads.
 MARKER = "texte photo :"
+#: What follows them (before the seller's own description).
+SEPARATOR = "|"
+#: Photos whose results the in-memory store keeps when the disk cache is off.
+RECENT_PHOTOS = 32
 
 def installed_engines() -> list[str]:
     """Registered engines that can run here, the default first."""
@@ -77,20 +88,76 @@ def engine_record(name: str) -> dict:
     return {"engine": name, "version": engine.version, "engine_id": engine.engine_id}
 
 
+class RecentOcrResults(OcrCache):
+    """The last ``size`` photos' results in memory, in place of the disk cache: the uploads of
+    the API and web app are not written to disk, but the same photo classified and then
+    explained (the seller page does both) is read once."""
+
+    def __init__(self, size: int = RECENT_PHOTOS):
+        self.size = size
+        self._items: OrderedDict[tuple[str, str], OcrResult] = OrderedDict()
+        self._guard = threading.Lock()
+
+    def get_many(self, engine_id: str, digests: Sequence[str]) -> dict[str, OcrResult]:
+        with self._guard:
+            found = {d: self._items[(engine_id, d)] for d in digests if (engine_id, d) in self._items}
+            for d in found:
+                self._items.move_to_end((engine_id, d))
+        return found
+
+    def put_many(self, engine_id: str, items: Iterable[tuple[str, OcrResult]]) -> int:
+        kept = [(d, r) for d, r in items if r.cacheable]
+        with self._guard:
+            for digest, result in kept:
+                self._items[(engine_id, digest)] = result
+                self._items.move_to_end((engine_id, digest))
+            while len(self._items) > self.size:
+                self._items.popitem(last=False)
+        return len(kept)
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+    def __bool__(self) -> bool:  # an empty store is still a store (read_photos tests truth)
+        return True
+
+    def close(self) -> None:
+        pass
+
+
+_RECENT = RecentOcrResults()
+
+
+def ocr_results(X: pd.DataFrame, name: str, *, progress: bool = False, cache: bool = True) -> list[OcrResult]:
+    """Each listing's :class:`~prodcat.ocr.OcrResult` (words and boxes; empty without a photo);
+    ``cache``: read and write the default OCR cache, else only the in-memory recent results (the
+    API switches the disk cache off for uploads)."""
+    from prodcat.ocr import read_photos
+
+    images = X["image"].tolist() if "image" in X else [None] * len(X)
+    return read_photos(images, engine=engine_for(name), cache=True if cache else _RECENT,
+                       progress=progress)
+
+
 def ocr_texts(X: pd.DataFrame, name: str, *, progress: bool = False, cache: bool = True) -> np.ndarray:
     """Each listing's OCR text (``""`` without a photo, for a bad one or one without words);
-    ``cache``: read and write the default OCR cache (the API switches it off for uploads)."""
+    ``cache`` as in :func:`ocr_results`."""
     if "image" not in X or not X["image"].notna().any():
         return np.full(len(X), "", dtype=object)
-    texts = ocr_text_for(X, engine_for(name), cache=cache, progress=progress)
+    texts = ocr_text_for(X, engine_for(name), cache=True if cache else _RECENT, progress=progress)
     return texts.fillna("").astype(str).str.strip().to_numpy(dtype=object)
+
+
+def marked_words(text) -> str:
+    """What a photo's words (``text``) put at the head of the description: ``""`` for none,
+    else the words on one line between :data:`MARKER` and :data:`SEPARATOR`."""
+    return "" if not text else f"{MARKER} {' '.join(str(text).split())} {SEPARATOR} "
 
 
 def with_ocr_words(X: pd.DataFrame, texts) -> pd.DataFrame:
     """``X`` with each photo's words (``texts``) at the head of its description, behind
     :data:`MARKER` (one line; listings without words unchanged)."""
-    marked = ["" if not t else f"{MARKER} {' '.join(str(t).split())} | " for t in texts]
-    return X.assign(description=[m + d for m, d in zip(marked, X["description"], strict=True)])
+    return X.assign(description=[marked_words(t) + d for t, d in zip(texts, X["description"], strict=True)])
 
 
 def words_alone(text_model, classes: np.ndarray, texts) -> np.ndarray:

@@ -54,14 +54,22 @@ class ExplainResponse(BaseModel):
     answer: list[Category] = Field(description="the final answer, best first (what /v1/predict says)")
     text: dict[str, Any] | None = Field(
         description="the listing's cleaned words (`tokens`, with `span` offsets into the raw title "
-                    "or description when known) and, per answered class, each word's signed weight "
-                    "(`token_weights`, in `unit`), the top words, the bias; null without text")
+                    "or description when known; for a model that reads the photo's words those too, "
+                    "with `source` \"photo\" and `field` \"photo\", or \"marker\" for the marker "
+                    "around them) and, per answered class, each word's signed weight "
+                    "(`token_weights`, in `unit`), the weights summed by `sources`, the top words "
+                    "(each with its `source`), the bias; null without text")
     image: dict[str, Any] | None = Field(
         description="the heat map of the photo regions behind the top class (`heatmap.grid`, "
                     "coarse; the overlay is `heatmap_png`); null without a usable photo")
     modalities: dict[str, Any] = Field(
         description="per class: fused, text-only and image-only probabilities, how far the photo "
                     "and the text moved the answer; whether the modalities agree")
+    ocr: dict[str, Any] | None = Field(
+        default=None,
+        description="for a model that reads the photo's words: the words as read (`words`: `text`, "
+                    "`confidence`, `box` [left, top, right, bottom] in a photo of `size`, `weight` for "
+                    "the top class), `text`, `status`, `engine`; null otherwise or without a photo")
     notes: list[str] = Field(description="parts left out and why")
     heatmap_png: str | None = Field(
         default=None, description="the photo with the heat map over it, PNG, base64-encoded",
