@@ -54,20 +54,28 @@ METRICS = (("weighted_f1", "weighted F1"), ("macro_f1", "macro F1"), ("accuracy"
 PRINTED_AND_BOXED = ("10", "2705", "2280", "2403", "40", "50", "60", "2462", "2905")
 
 
-def build_model(image: bool, seed: int, ocr: str | None = None, memory: str | None = None):
+def build_model(image: bool, seed: int, ocr: str | None = None, memory: str | None = None,
+                members: tuple[str, ...] | None = None):
+    """prodcat's default Classifier; ``members``: its text ensemble's members instead of the
+    default ones (an ablation)."""
     from prodcat.model import Classifier
 
-    if not image:
-        return Classifier(random_state=seed, ocr=ocr, memory=memory)
-    from prodcat.image import ImageClassifier
+    text = None
+    if members:
+        from prodcat.text.ensemble import TextEnsemble
 
-    return Classifier(image=ImageClassifier(random_state=seed), random_state=seed, ocr=ocr,
-                      memory=memory)
+        text = TextEnsemble(members=members, random_state=seed)
+    image_model = None
+    if image:
+        from prodcat.image import ImageClassifier
+
+        image_model = ImageClassifier(random_state=seed)
+    return Classifier(text=text, image=image_model, random_state=seed, ocr=ocr, memory=memory)
 
 
 def run_prodcat(catalog: Any, folds: int, seed: int, image: bool, ocr: str | None = None,
                 memory: str | None = None, X: Any = None, layouts: bool = True,
-                unlabelled: Any = None):
+                unlabelled: Any = None, members: tuple[str, ...] | None = None):
     """prodcat's outer-fold result (probabilities, layouts, per-row thresholds).
 
     ``unlabelled``: listings without labels given to every outer training fold's fit, as
@@ -79,7 +87,7 @@ def run_prodcat(catalog: Any, folds: int, seed: int, image: bool, ocr: str | Non
     if unlabelled is not None:
         fit_params["unlabelled"] = unlabelled
     with timer() as elapsed:
-        cv = cross_val_proba(build_model(image, seed, ocr, memory), catalog.X if X is None else X,
+        cv = cross_val_proba(build_model(image, seed, ocr, memory, members), catalog.X if X is None else X,
                              catalog.y, folds=folds, seed=seed, progress=False,
                              fit_params=fit_params, layouts=layouts)
     return cv, elapsed()
@@ -188,6 +196,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--unlabelled", type=Path, default=None,
                         help="unlabelled listings with photos for the image model's pseudo-labels "
                              "(e.g. ../shared/data/rakuten_unlabelled; with --image)")
+    parser.add_argument("--members", default=None,
+                        help="comma-separated text ensemble members instead of the default ones "
+                             "(an ablation, e.g. tfidf-svm)")
     parser.add_argument("--all-rows", action="store_true",
                         help="include Rakuten's frozen final-check split (off: it is looked at once)")
     parser.add_argument("--name", default=None,
@@ -198,7 +209,9 @@ def main(argv: list[str] | None = None) -> int:
 
     name = (args.name or dataset_name(args.data)) + ("_image" if args.image else "") + (
         "" if not args.ocr else "_ocr_auto" if args.ocr == "auto" else "_ocr") + (
-        "_unlabelled" if args.unlabelled else "")
+        "_unlabelled" if args.unlabelled else "") + (
+        "_members_" + args.members.replace(",", "_") if args.members else "")
+    members = tuple(m for m in args.members.split(",") if m) if args.members else None
     catalog = load_labelled(args.data, level=args.level)
     if catalog.format == "rakuten" and not args.all_rows:
         catalog = catalog.subset(~frozen_split(catalog.frame["id"]))
@@ -225,7 +238,8 @@ def main(argv: list[str] | None = None) -> int:
             from prodcat.data import read_catalog
 
             unlabelled = read_catalog(args.unlabelled).X
-        cv, prodcat_s = run_prodcat(catalog, args.folds, args.seed, args.image, unlabelled=unlabelled)
+        cv, prodcat_s = run_prodcat(catalog, args.folds, args.seed, args.image, unlabelled=unlabelled,
+                                    members=members)
     classes = np.asarray(cv.classes).astype(str)
     base, base_s = run_baseline(catalog, cv.folds, classes)
     y = cv.y
@@ -298,6 +312,7 @@ def main(argv: list[str] | None = None) -> int:
                    "per_fold": folds, "fold_delta": spread, "layouts": layouts,
                    "precision_coverage": cover, "threshold_promise": promise, "photo": photo,
                    "ocr": ocr_comp, "unlabelled": str(args.unlabelled) if args.unlabelled else None,
+                   "members": list(members) if members else None,
                    "machine": info}
         for path in save_results(f"quality_{name}", payload, markdown):
             print(f"wrote {path}", file=sys.stderr)
