@@ -245,3 +245,54 @@ def test_data_page_shows_the_exploration(app_env, trained, tmp_path):
     assert not at.exception
     metrics = {m.label: m.value for m in at.metric}
     assert metrics["Listings"] == f"{len(catalog):,}" and int(metrics["Classes"]) == catalog.y.nunique()
+
+
+# --- a model that reads the photo's words (OCR; the stand-in engine of ocr_fakes) ---------------
+
+
+@pytest.fixture
+def ocr_bundle(monkeypatch, tmp_path):
+    from ocr_fakes import ocr_model, use_fake_engine
+
+    use_fake_engine(monkeypatch, tmp_path / "cache")
+    (tmp_path / "photos").mkdir()
+    return ocr_model(tmp_path / "photos").save(tmp_path / "ocr-bundle")
+
+
+def test_seller_page_boxes_the_words_read_on_the_photo(monkeypatch, ocr_bundle):
+    from ocr_fakes import PHOTOS, photo_bytes
+
+    monkeypatch.setenv(MODEL_ENV, str(ocr_bundle))
+    at = submit(run_app(), "article neuf", photo=photo_bytes(PHOTOS["livre"][0], (300, 200)))
+    assert at.progress[0].text.startswith("1. livre")
+    assert "Words read on the photo" in [m.value.strip("*") for m in at.markdown]
+    words = next(m.value for m in at.markdown if "PETIT" in m.value)
+    assert words.count("<mark") == 3 and "PRINCE" in words  # each word marked by its weight
+    assert any("reads the words on the photo" in c.value for c in at.caption)
+    assert len(at.image) == 2  # the photo as uploaded, and boxed (the model has no image side)
+    # The words alone answer too, and the strongest words say they come from the photo.
+    assert sum(p.text.startswith("1. livre") for p in at.progress) >= 2
+    assert any("[photo]" in c.value for c in at.caption if c.value.startswith("Strongest words"))
+    # Without a photo the page says what a photo would add.
+    at = submit(run_app(), "article neuf")
+    assert any("No photo given: words printed" in c.value for c in at.caption)
+
+
+def test_boxed_photo_draws_each_word_in_its_colour():
+    from ocr_fakes import photo_bytes
+
+    photo = photo_bytes((250, 250, 250), (400, 200))
+    ocr = {"size": [200, 100], "words": [
+        {"text": "POUR", "box": [10, 10, 60, 40], "weight": 1.5},
+        {"text": "CONTRE", "box": [80, 10, 150, 40], "weight": -0.5},
+        {"text": "INCONNU", "box": [10, 60, 150, 90], "weight": None}]}
+    image = core.boxed_photo(photo, ocr, max_side=400)
+    assert image.size == (400, 200)
+    # Boxes are scaled from the frame the engine read (200×100) to the photo shown (400×200).
+    # (An outline of width 2 drawn just outside each box: POUR's left edge is at x = 2·10 − 1.)
+    assert image.getpixel((19, 30)) == core.BOX_FOR
+    assert image.getpixel((301, 40)) == core.BOX_AGAINST
+    assert image.getpixel((19, 150)) == core.BOX_PLAIN
+    assert image.getpixel((100, 100)) == (250, 250, 250)  # between boxes: the photo itself
+    html = core.photo_words_html(ocr)
+    assert html.count("<mark") == 2 and html.endswith("INCONNU") and 'title="+1.50"' in html

@@ -30,7 +30,7 @@ from prodcat.ui.launch import (
     REVIEW_ORDER_ENV,
 )
 from prodcat.ui.review_page import get_store, review_page
-from prodcat.ui.widgets import pct, show_advice, show_explanation, show_ranking
+from prodcat.ui.widgets import pct, show_advice, show_explanation, show_photo_words, show_ranking
 
 MAX_TITLE = 1_000
 MAX_DESCRIPTION = 20_000
@@ -130,6 +130,8 @@ def seller_page(service: ModelService, max_image_bytes: int, model_dir: str) -> 
         if st.session_state.get("photo_error"):
             st.caption(f"This photo could not be read ({_reason(st.session_state['photo_error'])}); "
                        "the text decided alone.")
+        elif "image" not in result["modalities"] and "ocr_text" in result:
+            st.caption("This model reads the words on the photo (below), not the picture itself.")
         elif "image" not in result["modalities"]:
             st.caption("This model reads text only: the photo was checked but not used.")
         elif st.session_state.get("result_image"):
@@ -137,6 +139,8 @@ def seller_page(service: ModelService, max_image_bytes: int, model_dir: str) -> 
                          empty="The image model could not use this photo; the text decided.")
         else:
             st.caption("No photo given: add one to let the image model have its say.")
+    if "ocr_text" in result and not st.session_state.get("photo_error"):  # it reads the photo's words
+        show_photo_words(result, st.session_state.get("result_image"))
     show_explanation(result.get("explanation"), *st.session_state.get("result_text", ("", "")))
 
 

@@ -169,11 +169,53 @@ def highlight_html(raw: str, tokens: list[dict], weights: list[float], field: st
     for (start, end), w in sorted(marks, key=lambda m: m[0][0]):
         if start < at:  # a raw word split into several cleaned words: mark it once
             continue
-        alpha = min(1.0, abs(w) / scale) * 0.6 + 0.1 if scale else 0.0
-        colour = f"rgba(46, 160, 67, {alpha:.2f})" if w > 0 else f"rgba(218, 54, 51, {alpha:.2f})"
         out.append(html.escape(raw[at:start]))
-        out.append(f'<mark title="{w:+.2f}" style="background:{colour};padding:0 2px;border-radius:3px">'
-                   f"{html.escape(raw[start:end])}</mark>")
+        out.append(_mark(raw[start:end], w, scale))
         at = end
     out.append(html.escape(raw[at:]))
     return "".join(out)
+
+
+def _mark(text: str, weight: float, scale: float) -> str:
+    alpha = min(1.0, abs(weight) / scale) * 0.6 + 0.1 if scale else 0.0
+    colour = f"rgba(46, 160, 67, {alpha:.2f})" if weight > 0 else f"rgba(218, 54, 51, {alpha:.2f})"
+    return (f'<mark title="{weight:+.2f}" style="background:{colour};padding:0 2px;border-radius:3px">'
+            f"{html.escape(text)}</mark>")
+
+
+#: Outline colours of the words boxed on the photo: for the answer, against it, weight unknown.
+BOX_FOR, BOX_AGAINST, BOX_PLAIN = (46, 160, 67), (218, 54, 51), (30, 110, 230)
+
+
+def photo_words_html(ocr: dict[str, Any]) -> str:
+    """The words read on the photo (an explanation's ``ocr``), in reading order, marked like the
+    listing's words by their weight for the answer; unmarked when their weight is unknown."""
+    words = ocr.get("words") or []
+    scale = max((abs(w["weight"]) for w in words if w.get("weight")), default=0.0)
+    return " ".join(_mark(w["text"], w["weight"], scale) if w.get("weight") else html.escape(w["text"])
+                    for w in words)
+
+
+def boxed_photo(photo: bytes, ocr: dict[str, Any], max_side: int = 480):
+    """The seller's photo (upright, at most ``max_side`` pixels) with each word read on it boxed:
+    green when it speaks for the answer, red against, blue when its weight is unknown.
+
+    Boxes are in the frame the engine read (``ocr["size"]``: the upload as decoded, upright);
+    that frame and the photo differ only in scale."""
+    from PIL import ImageDraw
+
+    from prodcat.image import load_image
+
+    image = load_image(photo, target_size=max_side).copy()
+    image.thumbnail((max_side, max_side))
+    frame = ocr.get("size") or list(image.size)
+    sx, sy = image.width / frame[0], image.height / frame[1]
+    draw = ImageDraw.Draw(image)
+    width = max(2, round(max(image.size) / 200))
+    for word in ocr.get("words") or []:
+        left, top, right, bottom = word["box"]
+        weight = word.get("weight")
+        colour = BOX_PLAIN if not weight else BOX_FOR if weight > 0 else BOX_AGAINST
+        draw.rectangle((left * sx - width, top * sy - width, right * sx + width, bottom * sy + width),
+                       outline=colour, width=width)
+    return image

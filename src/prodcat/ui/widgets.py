@@ -42,7 +42,9 @@ def show_explanation(explanation: dict | None, title: str, description: str) -> 
                             unsafe_allow_html=True)
             top = [w for w in text["classes"][0]["top_words"] if w["weight"] > 0][:6]
             if top:
-                st.caption("Strongest words: " + ", ".join(f"{w['word']} ({w['weight']:+.1f})" for w in top))
+                st.caption("Strongest words: " + ", ".join(
+                    f"{w['word']}{' [photo]' if w.get('source') == 'photo' else ''} ({w['weight']:+.1f})"
+                    for w in top))
         else:
             st.caption("No text to explain.")
     with photo_col:
@@ -70,3 +72,28 @@ def show_advice(advice: list[dict]) -> None:
     st.markdown("\n".join(f"- **{c['name']}** ({pct(c['probability'])}): "
                           + ", ".join(f"*{w['word']}*" for w in c["words"]) for c in advice))
     st.caption("Add to the title the ones that are true of your product, then classify it again.")
+
+
+def show_photo_words(result: dict, photo: bytes | None) -> None:
+    """For a model that reads the photo's words: the photo with each word read boxed (coloured by
+    its weight for the answer), the words, and what they alone say."""
+    st.markdown("**Words read on the photo**")
+    ocr = (result.get("explanation") or {}).get("ocr")
+    if not photo:
+        st.caption("No photo given: words printed on one (a cover, a brand) would be read too.")
+        return
+    if not result.get("ocr_text"):
+        st.caption("No words were read on this photo.")
+        return
+    boxed_col, words_col = st.columns([2, 3])
+    with boxed_col:
+        if ocr and ocr.get("words"):
+            st.image(core.boxed_photo(photo, ocr), width=260,
+                     caption="Words read, boxed: green for the answer, red against")
+    with words_col:
+        if ocr and ocr.get("words"):
+            st.markdown(core.photo_words_html(ocr), unsafe_allow_html=True)
+        else:  # no explanation: the words without their boxes
+            st.markdown(" ".join(result["ocr_text"].split()))
+        st.caption("What these words alone say:")
+        show_ranking(result["modalities"].get("ocr"), empty="nothing the model knows")
