@@ -118,9 +118,10 @@ MODEL_OPTIONS = [
                  help="how text and image are combined; auto picks by cross-validation"),
     click.option("--ocr", default="none", show_default=True,
                  type=click.Choice(["auto", "none", *list_ocr_engines()]),
-                 help="read the words on the photos and fuse a model of them as a third channel "
-                      "(extra ocr); auto: the default engine when installed, kept only when it "
-                      "lowers the out-of-fold log loss"),
+                 help="read the words on the photos and give them to the text model with the "
+                      "listing (extra ocr); auto: the default engine when installed, kept only when "
+                      "they lower the out-of-fold log loss and help the listings with a photo on most "
+                      "inner folds, by more than the folds' spread"),
     click.option("--text-encoder", default=_TEXT["dense"] or "none", show_default=True,
                  type=click.Choice(["none", *list_text_encoders()]),
                  help="sentence embedding appended to the TF-IDF features (extra text-dense)"),

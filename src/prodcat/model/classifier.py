@@ -32,7 +32,9 @@ from prodcat.model.fitting import (
 )
 from prodcat.model.ocr_channel import (
     OCR_CHOICES,
+    auto_decision,
     engine_record,
+    has_photo,
     ocr_texts,
     read_training_words,
     with_ocr_words,
@@ -114,8 +116,8 @@ class Classifier(ClassifierMixin, BaseEstimator):
         Read the words on the listings' photos (:mod:`prodcat.ocr`, cached) and give them to the
         text model at the head of the description, behind a marker (see
         :mod:`prodcat.model.ocr_channel`), in training and prediction alike. ``"auto"``: the
-        default engine when installed, kept only when the text model's out-of-fold log loss is
-        lower with the words than without (one more text fit). None/"none": off.
+        default engine when installed, kept only when the words clearly help out of fold (one
+        more text fit; the rule: :func:`~prodcat.model.ocr_channel.auto_decision`). None/"none": off.
     pseudo_label_threshold : float
         With ``unlabelled`` listings passed to :meth:`fit`, their photos are added to the image
         model's training set under the text model's answer when it is at least this confident.
@@ -257,7 +259,7 @@ class Classifier(ClassifierMixin, BaseEstimator):
 
     def _fit_text(self, memory, code, text, X, y, splits) -> tuple[pd.DataFrame, np.ndarray]:
         """``text_`` and its out-of-fold probabilities, on the listings with their photos' words
-        (``ocr``; with ``"auto"`` only when that lowers the out-of-fold log loss) or without;
+        (``ocr``; with ``"auto"`` only when :func:`auto_decision` keeps them) or without;
         returns the listings as the model reads them, and those probabilities."""
         self.ocr_ = None
         words = read_training_words(self.ocr, X, min_rows=self.min_images)
@@ -269,15 +271,17 @@ class Classifier(ClassifierMixin, BaseEstimator):
                 model, text, frame, y, splits=splits, classes=self.classes_, code=code)))
         y_idx = np.searchsorted(self.classes_.astype(str), y)
         losses = [log_loss_of(oof, y_idx) for _, _, oof in fits]
-        self.text_, X, oof = fits[int(np.argmin(losses))]
+        decision = None
+        if len(fits) == 2:
+            decision = auto_decision(fits[0][2], fits[1][2], y_idx, has_photo(X), splits)
+        self.text_, X, oof = fits[-1] if decision is None or decision["keep"] else fits[0]
         if words is not None and X is words.X:
             self.ocr_ = {**engine_record(words.name), "requested": self.ocr,
                          "n_with_words": words.n_with_words,
-                         "oof_log_loss": dict(zip(["without", "with"][-len(losses):], losses, strict=True))}
+                         "oof_log_loss": dict(zip(["without", "with"][-len(losses):], losses, strict=True)),
+                         **({"auto": decision} if decision is not None else {})}
         elif words is not None:
-            warnings.warn(f"ocr='auto': the photos' words did not lower the text model's out-of-fold "
-                          f"log loss ({losses[1]:.4f} vs {losses[0]:.4f}); training without OCR",
-                          stacklevel=3)
+            warnings.warn(f"ocr='auto': {decision['reason']}; training without OCR", stacklevel=3)
         return X, oof
 
     def _set_threshold(self, oof: np.ndarray, y: np.ndarray) -> None:
