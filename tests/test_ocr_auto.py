@@ -57,7 +57,7 @@ def test_a_gain_within_the_folds_spread_is_not_enough():
     with_words = _proba(_fold_values([0.9, 0.52, 0.4]))
     d = auto_decision(without, with_words, Y, np.ones(12, bool), SPLITS)
     assert d["positive_folds"] == 2 and 0 < d["mean"] < d["spread"]
-    assert not d["keep"] and "within the folds' spread" in d["reason"]
+    assert not d["keep"] and "not exceed the folds' spread" in d["reason"]
 
 
 def test_a_higher_overall_log_loss_is_refused_first():
@@ -115,7 +115,7 @@ def test_auto_leaves_out_words_that_are_noise(fake, tmp_path, monkeypatch):
             rows.append({"title": f"{w if i % 3 == 0 else 'article'} {['neuf', 'occasion', 'lot', 'rare'][i % 4]}",
                          "description": "", "image": str(paths[rng.integers(3)])})
             y.append(cls)
-    with pytest.warns(UserWarning, match="ocr='auto': .*within the folds' spread.*training without OCR"):
+    with pytest.warns(UserWarning, match="ocr='auto': .*not exceed the folds' spread.*training without OCR"):
         model = small(ocr="auto").fit(pd.DataFrame(rows), np.array(y))
     assert model.ocr_ is None
     (d,) = decisions

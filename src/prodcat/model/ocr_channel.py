@@ -254,8 +254,8 @@ def auto_decision(oof_without: np.ndarray, oof_with: np.ndarray, y_idx: np.ndarr
     elif positive * 2 <= g.size:
         reason = f"the words helped the listings with a photo on {positive} of {g.size} inner folds"
     elif mean <= spread:
-        reason = (f"their mean gain on the listings with a photo ({mean:+.4f} log loss) is within "
-                  f"the folds' spread ({spread:.4f})")
+        reason = (f"their mean gain on the listings with a photo ({mean:+.4f} log loss) does not "
+                  f"exceed the folds' spread ({spread:.4f})")
     else:
         reason = None
     return {"gains": [round(float(x), 6) for x in g], "mean": round(mean, 6),
