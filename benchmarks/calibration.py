@@ -43,7 +43,7 @@ from _common import (
     save_results,
 )
 
-MEMBERS = ("tfidf-svm", "tfidf-use-svm")
+MEMBERS = ("tfidf-svm", "tfidf-use-title-svm", "tfidf-use-svm")
 METHODS = ("sigmoid", "sigmoid, averaged head", "sharpened", "temperature", "isotonic")
 
 
