@@ -369,3 +369,17 @@ def test_train_without_the_label_column_names_it(tmp_path, capsys):
     code, _, err = run(capsys, "train", "--data", table, "--out", tmp_path / "m", "--cv", "0")
     assert code == 2
     assert "no label column 'label' (the table has: title, category_name); name it with --label-col" in err
+
+
+def test_training_with_few_photos_suggests_unlabelled_listings(capsys):
+    from types import SimpleNamespace
+
+    from prodcat.cli.modelling import FEW_PHOTOS, fit_params
+
+    photos = SimpleNamespace(X=pd.DataFrame({"image": ["a.jpg", None, "b.jpg"]}))
+    assert fit_params(SimpleNamespace(image=object()), None, photos) == {}
+    assert "2 labelled photos" in capsys.readouterr().err
+    many = SimpleNamespace(X=pd.DataFrame({"image": ["a.jpg"] * FEW_PHOTOS}))
+    for model, data in ((SimpleNamespace(image=None), photos), (SimpleNamespace(image=object()), many)):
+        assert fit_params(model, None, data) == {}
+        assert "--unlabelled" not in capsys.readouterr().err
