@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import json
 
-import numpy as np
 import pandas as pd
 import pytest
 
@@ -16,6 +15,7 @@ from prodcat.explain import explain_listing, explain_text
 from prodcat.explain.photo_words import mark_photo_tokens
 from prodcat.explain.text import Token, listing_without
 from prodcat.model.ocr_channel import with_ocr_words
+from test_explain import _platt_logits
 
 
 @pytest.fixture
@@ -35,14 +35,6 @@ def red(tmp_path):
     path = tmp_path / "red.png"
     path.write_bytes(photo_bytes(PHOTOS["livre"][0], (200, 140)))
     return str(path)
-
-
-def _platt_logits(text_model, listing) -> np.ndarray:
-    estimator, columns, a, b = text_model.sigmoids_
-    scores = estimator.decision_function(text_model.transform(pd.DataFrame([listing])))[0]
-    out = np.full(len(text_model.classes_), np.nan)
-    out[columns] = -(a * scores + b)
-    return out
 
 
 def test_photo_words_are_explained_marked_and_add_up_exactly(model, red):
