@@ -65,6 +65,16 @@ def _listings_digest(X) -> int:
     return hash((len(hashed), hashed.to_numpy().tobytes()))
 
 
+def _shared_digest(shared: dict, X) -> int:
+    """:func:`_listings_digest` of ``X``, hashed once per :func:`sharing_tfidf` block: every
+    member asks for it (sparse blocks, the prefetched dense block), and on one listing hashing
+    costs more than the linear heads. Kept with ``X`` itself, so its ``id`` cannot be reused."""
+    entry = shared.get(("digest", id(X)))
+    if entry is None or entry[0] is not X:
+        entry = shared[("digest", id(X))] = (X, _listings_digest(X))
+    return entry[1]
+
+
 class TfidfFeatures(TransformerMixin, BaseEstimator):
     """Catalog frame (``title``, ``description``) → sparse TF-IDF matrix.
 
@@ -155,7 +165,7 @@ class TfidfFeatures(TransformerMixin, BaseEstimator):
         return sp.csr_matrix(emb * np.float32(self.dense_weight), dtype=np.float32)
 
     def _prefetch_key(self, X):
-        return "dense", id(self), _listings_digest(X)
+        return "dense", id(self), _shared_digest(_SHARED.get(), X)
 
     def prefetch_dense(self, X) -> None:
         """Inside :func:`sharing_tfidf`, start encoding ``X``'s dense block on a background
@@ -184,7 +194,7 @@ class TfidfFeatures(TransformerMixin, BaseEstimator):
             return None
         options = sorted((k, repr(v)) for k, v in self.get_params().items() if k not in _DENSE_PARAMS)
         fitted = getattr(self, "n_sparse_features_", None) if stage == "transform" else None
-        return stage, tuple(options), fitted, _listings_digest(X)
+        return stage, tuple(options), fitted, _shared_digest(_SHARED.get(), X)
 
     def _sparse(self, X, key, compute):
         """The sparse blocks of ``X``: from the memo under ``key`` when there, else computed
