@@ -57,6 +57,22 @@ def artifacts_dir() -> Path:
     return path
 
 
+def keep_failure(browser, tmp_path: Path, name: str, shots: list[Path]) -> None:
+    """Add what the browser showed when a test failed (screenshot, page source) to ``shots``:
+    the first thing to look at."""
+    shot = tmp_path / f"{name}.png"
+    if browser.save_screenshot(str(shot)):
+        shots.append(shot)
+    (tmp_path / f"{name}.html").write_text(browser.page_source, encoding="utf-8")
+    shots.append(tmp_path / f"{name}.html")
+
+
+def keep_artifacts(shots: list[Path]) -> None:
+    """Copy the screenshots (and failure pages) to the artefacts folder."""
+    for s in shots:
+        shutil.copy2(s, artifacts_dir() / s.name)
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind((LOOPBACK, 0))
@@ -316,16 +332,10 @@ def test_serve_and_ui_in_a_real_browser(e2e_model, browser, tmp_path):
         assert browser.save_screenshot(str(shot))
         shots.append(shot)
     except Exception:
-        # Keep what the browser showed when it failed: the first thing to look at.
-        shot = tmp_path / "e2e-failure.png"
-        if browser.save_screenshot(str(shot)):
-            shots.append(shot)
-        (tmp_path / "e2e-failure.html").write_text(browser.page_source, encoding="utf-8")
-        shots.append(tmp_path / "e2e-failure.html")
+        keep_failure(browser, tmp_path, "e2e-failure", shots)
         raise
     finally:
-        for s in shots:
-            shutil.copy2(s, artifacts_dir() / s.name)
+        keep_artifacts(shots)
         api_rc, ui_rc = stop(api), stop(ui)
     # Clean shutdown on SIGTERM: both stop by themselves (uvicorn re-raises the signal once it
     # has finished, hence -15), the API after unloading the model.

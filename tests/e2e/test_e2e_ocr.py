@@ -11,7 +11,6 @@ Screenshots go to ``$PRODCAT_TEST_ARTIFACTS`` like that test's.
 from __future__ import annotations
 
 import io
-import shutil
 import urllib.request
 from pathlib import Path
 
@@ -28,9 +27,10 @@ from test_e2e_browser import (  # noqa: F401  (browser: the shared fixture)
     LOOPBACK,
     By,
     WebDriverWait,
-    artifacts_dir,
     browser,
     free_port,
+    keep_artifacts,
+    keep_failure,
     settled,
     start,
     stop,
@@ -154,15 +154,10 @@ def test_seller_page_lists_and_boxes_the_words_read_on_an_uploaded_photo(
         assert browser.save_screenshot(str(shot))
         shots.append(shot)
     except Exception:
-        shot = tmp_path / "e2e-ocr-failure.png"
-        if browser.save_screenshot(str(shot)):
-            shots.append(shot)
-        (tmp_path / "e2e-ocr-failure.html").write_text(browser.page_source, encoding="utf-8")
-        shots.append(tmp_path / "e2e-ocr-failure.html")
+        keep_failure(browser, tmp_path, "e2e-ocr-failure", shots)
         raise
     finally:
-        for s in shots:
-            shutil.copy2(s, artifacts_dir() / s.name)
+        keep_artifacts(shots)
         rc = stop(ui)
     assert rc in (0, -15), log.read_text()[-2000:]
     assert "Traceback" not in log.read_text()
