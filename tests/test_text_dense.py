@@ -35,9 +35,14 @@ needs_use = pytest.mark.skipif(not HAVE_USE, reason="fast-universal-sentence-enc
 
 @pytest.fixture(autouse=True)
 def cache_dir(tmp_path, monkeypatch):
-    """Every cache these tests open lives in tmp_path."""
+    """Every cache these tests open lives in tmp_path, and the in-memory one starts empty (an
+    earlier test that encoded the same fixture texts would otherwise answer from it)."""
+    from prodcat.recent import RecentItems
+    from prodcat.text import encoders
+
     path = tmp_path / "cache"
     monkeypatch.setenv("PRODCAT_CACHE_DIR", str(path))
+    monkeypatch.setattr(encoders, "_RECENT", RecentItems(encoders._RECENT.size))
     return path
 
 

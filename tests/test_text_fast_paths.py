@@ -76,6 +76,32 @@ def test_parallel_svm_fits_the_same_model_as_linear_svc():
     assert (ours2.predict(X[two]) == ref2.predict(X[two])).all()
 
 
+def test_fold_fits_in_one_pool_give_the_models_fitted_one_after_another(monkeypatch):
+    # cross_fit_platt sends the full fit's and the fold fits' binary problems to one pool of
+    # workers; every problem seeds its own solver, so the models must be bit-identical.
+    from sklearn.feature_extraction.text import TfidfVectorizer
+
+    from prodcat.text import svm
+    from prodcat.text.platt import cross_fit_platt
+
+    rng = np.random.default_rng(1)
+    words = [f"w{i}" for i in range(40)]
+    y = np.array(["abc"[i % 3] for i in range(90)])
+    docs = [" ".join(rng.choice(words[:20] if c == "a" else words[10:30] if c == "b" else words[20:], 6))
+            for c in y]
+    Z = TfidfVectorizer().fit_transform(docs)
+    runs = []
+    for min_nnz in (10**12, 0):  # one after another, then in a pool of two workers
+        monkeypatch.setattr(svm, "PARALLEL_MIN_NNZ", min_nnz)
+        runs.append(cross_fit_platt(svm.ParallelLinearSVC(n_jobs=2), Z, y, folds=3))
+    (seq, a1, b1, p1), (par, a2, b2, p2) = runs
+    np.testing.assert_array_equal(seq.coef_, par.coef_)
+    np.testing.assert_array_equal(seq.intercept_, par.intercept_)
+    np.testing.assert_array_equal(p1, p2)
+    np.testing.assert_array_equal(a1, a2)
+    assert list(par.classes_) == ["a", "b", "c"]
+
+
 def test_vectorised_platt_scaling_gives_calibrated_classifier_cv_probabilities():
     import pandas as pd
 

@@ -23,9 +23,7 @@ process (RapidOCR's networks take seconds to load).
 
 from __future__ import annotations
 
-import threading
 import warnings
-from collections import OrderedDict
 from collections.abc import Iterable, Sequence
 from functools import lru_cache
 
@@ -44,6 +42,7 @@ from prodcat.ocr import (
     list_engines,
 )
 from prodcat.ocr.reading import ocr_text_for
+from prodcat.recent import RecentItems
 
 #: ``Classifier(ocr=...)``'s choices besides None.
 OCR_CHOICES = frozenset({"auto", "none", *list_engines()})
@@ -94,25 +93,14 @@ class RecentOcrResults(OcrCache):
     explained (the seller page does both) is read once."""
 
     def __init__(self, size: int = RECENT_PHOTOS):
-        self.size = size
-        self._items: OrderedDict[tuple[str, str], OcrResult] = OrderedDict()
-        self._guard = threading.Lock()
+        self._items: RecentItems[OcrResult] = RecentItems(size)
 
     def get_many(self, engine_id: str, digests: Sequence[str]) -> dict[str, OcrResult]:
-        with self._guard:
-            found = {d: self._items[(engine_id, d)] for d in digests if (engine_id, d) in self._items}
-            for d in found:
-                self._items.move_to_end((engine_id, d))
-        return found
+        return {d: r for (_, d), r in self._items.get_many((engine_id, d) for d in digests).items()}
 
     def put_many(self, engine_id: str, items: Iterable[tuple[str, OcrResult]]) -> int:
         kept = [(d, r) for d, r in items if r.cacheable]
-        with self._guard:
-            for digest, result in kept:
-                self._items[(engine_id, digest)] = result
-                self._items.move_to_end((engine_id, digest))
-            while len(self._items) > self.size:
-                self._items.popitem(last=False)
+        self._items.put_many(((engine_id, d), r) for d, r in kept)
         return len(kept)
 
     def __len__(self) -> int:

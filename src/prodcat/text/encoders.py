@@ -29,7 +29,6 @@ import json
 import os
 import threading
 import time
-from collections import OrderedDict
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
@@ -44,6 +43,7 @@ from prodcat.embedding_cache import EmbeddingCache, content_digest, open_cache
 from prodcat.errors import ConfigError, ProdcatError
 from prodcat.lazy import LazyLoaded
 from prodcat.progress import progress_callback
+from prodcat.recent import RecentItems
 from prodcat.registry import Registry
 from prodcat.system import usable_cpus
 from prodcat.text.cleaning import clean_text
@@ -53,9 +53,7 @@ PREPARE_VERSION = 1
 #: Texts encoded most recently in this process, by ``(encoder id, text)``: the ensemble's members
 #: that read the same encoder ask for the same vectors one after the other, and a served listing
 #: must not pay two cache round trips for them.
-_RECENT: OrderedDict[tuple[str, str], np.ndarray] = OrderedDict()
-_RECENT_SIZE = 4096
-_RECENT_LOCK = threading.Lock()
+_RECENT: RecentItems[np.ndarray] = RecentItems(4096)
 _COUNT_LOCK = threading.Lock()
 EXTRA_HINT = "pip install 'prodcat[text-dense]'"
 COMBINES = ("title", "title+description")
@@ -122,14 +120,9 @@ def create_text_encoder(name: str = "use-multilingual", *, threads: int | None =
 def _remember(encoder_id: str, rows_of: dict[str, list[int]], embeddings: np.ndarray) -> None:
     """Keep the last texts' vectors in :data:`_RECENT` (a small batch only: a training run's
     tens of thousands of texts would just churn it)."""
-    if len(rows_of) > _RECENT_SIZE // 4:
+    if len(rows_of) > _RECENT.size // 4:
         return
-    with _RECENT_LOCK:
-        for text, rows in rows_of.items():
-            _RECENT[(encoder_id, text)] = embeddings[rows[0]].copy()
-            _RECENT.move_to_end((encoder_id, text))
-        while len(_RECENT) > _RECENT_SIZE:
-            _RECENT.popitem(last=False)
+    _RECENT.put_many(((encoder_id, text), embeddings[rows[0]].copy()) for text, rows in rows_of.items())
 
 
 #: Fewer texts than this, at prediction time, skip the disk cache (the in-memory one still
@@ -398,13 +391,11 @@ class SentenceEncoder(LazyLoaded):
             return result
         todo = list(rows_of)
         encoder_id = self.encoder_id
-        with _RECENT_LOCK:
-            for text in todo:
-                vector = _RECENT.get((encoder_id, text))
-                if vector is not None:
-                    result.embeddings[rows_of[text]] = vector
-                    result.n_from_cache += 1
-        todo = [text for text in todo if (encoder_id, text) not in _RECENT]
+        recent = _RECENT.get_many((encoder_id, text) for text in todo)
+        for (_, text), vector in recent.items():
+            result.embeddings[rows_of[text]] = vector
+            result.n_from_cache += 1
+        todo = [text for text in todo if (encoder_id, text) not in recent]
         if not todo:
             result.seconds = time.perf_counter() - started
             return result

@@ -12,8 +12,9 @@ from __future__ import annotations
 import numpy as np
 from scipy.optimize import minimize
 from scipy.special import expit
-from sklearn.base import clone
 from sklearn.model_selection import StratifiedKFold
+
+from prodcat.text.svm import fit_clones
 
 
 def out_of_fold_folds(y: np.ndarray, folds="auto") -> int:
@@ -75,13 +76,12 @@ def cross_fit_platt(estimator, Z, y: np.ndarray, folds: int, average: bool = Tru
     """
     classes = np.unique(y)
     scores = np.zeros((Z.shape[0], len(classes)))
-    fold_models = []
-    for train, test in StratifiedKFold(folds).split(np.zeros(len(y)), y):
-        model = clone(estimator).fit(Z[train], y[train])
+    splits = list(StratifiedKFold(folds).split(np.zeros(len(y)), y))
+    estimator, *fold_models = fit_clones(estimator, [(Z, y)] + [(Z[train], y[train]) for train, _ in splits],
+                                         into_self=True)
+    for model, (_, test) in zip(fold_models, splits, strict=True):
         cols = np.searchsorted(classes, model.classes_)
         scores[np.ix_(test, cols)] = model.decision_function(Z[test])
-        fold_models.append(model)
-    estimator.fit(Z, y)
     if average and hasattr(estimator, "coef_") and all(
             np.array_equal(m.classes_, estimator.classes_) for m in fold_models):
         models = [estimator, *fold_models]

@@ -14,7 +14,7 @@ from __future__ import annotations
 import numpy as np
 import scipy.sparse as sp
 from joblib import Parallel, delayed, effective_n_jobs
-from sklearn.base import BaseEstimator, ClassifierMixin
+from sklearn.base import BaseEstimator, ClassifierMixin, clone
 from sklearn.svm import LinearSVC
 from sklearn.utils.class_weight import compute_class_weight
 from sklearn.utils.validation import check_is_fitted
@@ -27,7 +27,8 @@ def _fit_one(X, positive, C, weight, tol, max_iter, random_state):
     return svm.coef_.ravel().astype(np.float32), float(svm.intercept_[0])
 
 
-#: Below this many non-zeros a fit takes a second or two: starting workers would cost more.
+#: Below this many non-zeros (over every problem of one call) a fit takes a second or two:
+#: starting workers would cost more.
 PARALLEL_MIN_NNZ = 2_000_000
 
 
@@ -41,7 +42,8 @@ class ParallelLinearSVC(ClassifierMixin, BaseEstimator):
         self.random_state = random_state
         self.n_jobs = n_jobs
 
-    def fit(self, X, y):
+    def _problems(self, X, y) -> list[tuple]:
+        """The arguments of ``_fit_one`` for each binary problem; sets ``classes_``."""
         y = np.asarray(y)
         self.classes_ = np.unique(y)
         if len(self.classes_) < 2:
@@ -50,18 +52,19 @@ class ParallelLinearSVC(ClassifierMixin, BaseEstimator):
                    if self.class_weight is not None else np.ones(len(self.classes_)))
         # One float64 CSR for every problem (LinearSVC would otherwise convert it per call).
         X = sp.csr_matrix(X, dtype=np.float64) if sp.issparse(X) else np.asarray(X, dtype=np.float64)
+        self.n_features_in_ = X.shape[1]
         classes = self.classes_ if len(self.classes_) > 2 else self.classes_[1:]
-        nnz = X.nnz if sp.issparse(X) else X.size
-        n_jobs = 1 if nnz < PARALLEL_MIN_NNZ else min(effective_n_jobs(self.n_jobs), len(classes))
-        results = Parallel(n_jobs=n_jobs, prefer="processes")(
-            delayed(_fit_one)(X, y == c, self.C, w, self.tol, self.max_iter, self.random_state)
-            for c, w in zip(classes, weights[-len(classes):], strict=True))
+        return [(X, y == c, self.C, w, self.tol, self.max_iter, self.random_state)
+                for c, w in zip(classes, weights[-len(classes):], strict=True)]
+
+    def _set_solutions(self, results: list[tuple]) -> None:
         # Fortran order makes ``coef_.T`` C-contiguous, so ``X @ coef_.T`` never copies the
         # (classes × features) matrix: that copy was most of a single listing's latency.
         self.coef_ = np.asfortranarray(np.vstack([r[0] for r in results]))
         self.intercept_ = np.array([r[1] for r in results], dtype=np.float32)
-        self.n_features_in_ = X.shape[1]
-        return self
+
+    def fit(self, X, y):
+        return fit_clones(self, [(X, y)], into_self=True)[0]
 
     def decision_function(self, X):
         check_is_fitted(self, "coef_")
@@ -73,3 +76,26 @@ class ParallelLinearSVC(ClassifierMixin, BaseEstimator):
         if scores.ndim == 1:
             return self.classes_[(scores > 0).astype(int)]
         return self.classes_[np.argmax(scores, axis=1)]
+
+
+def fit_clones(estimator, datasets, into_self: bool = False) -> list:
+    """``estimator`` fitted on each ``(X, y)`` of ``datasets`` (clones; with ``into_self`` the
+    first one is ``estimator`` itself).
+
+    For a :class:`ParallelLinearSVC` the binary problems of every fit go to one pool of workers
+    together: the full fit and the cross-validation fits of a small catalogue are each too small
+    to be worth starting workers for (``PARALLEL_MIN_NNZ``), but together they are — at 2,500
+    listings they were a training's longest step, one problem after another on one core. Other
+    estimators are fitted one after the other.
+    """
+    models = [estimator if into_self and i == 0 else clone(estimator) for i in range(len(datasets))]
+    if not isinstance(estimator, ParallelLinearSVC):
+        return [m.fit(X, y) for m, (X, y) in zip(models, datasets, strict=True)]
+    problems = [m._problems(X, y) for m, (X, y) in zip(models, datasets, strict=True)]
+    flat = [p for ps in problems for p in ps]
+    nnz = sum(p[0].nnz if sp.issparse(p[0]) else p[0].size for p in (ps[0] for ps in problems))
+    n_jobs = 1 if nnz < PARALLEL_MIN_NNZ else min(effective_n_jobs(estimator.n_jobs), len(flat))
+    results = iter(Parallel(n_jobs=n_jobs, prefer="processes")(delayed(_fit_one)(*p) for p in flat))
+    for model, ps in zip(models, problems, strict=True):
+        model._set_solutions([next(results) for _ in ps])
+    return models
