@@ -11,6 +11,8 @@ as liblinear's own multi-class loop does (positives weighted by their class weig
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import numpy as np
 import scipy.sparse as sp
 from joblib import Parallel, delayed, effective_n_jobs
@@ -64,7 +66,9 @@ class ParallelLinearSVC(ClassifierMixin, BaseEstimator):
         self.intercept_ = np.array([r[1] for r in results], dtype=np.float32)
 
     def fit(self, X, y):
-        return fit_clones(self, [(X, y)], into_self=True)[0]
+        problems = self._problems(X, y)
+        _solve([self], [problems], _nnz(problems[0][0]))
+        return self
 
     def decision_function(self, X):
         check_is_fitted(self, "coef_")
@@ -78,24 +82,41 @@ class ParallelLinearSVC(ClassifierMixin, BaseEstimator):
         return self.classes_[np.argmax(scores, axis=1)]
 
 
-def fit_clones(estimator, datasets, into_self: bool = False) -> list:
-    """``estimator`` fitted on each ``(X, y)`` of ``datasets`` (clones; with ``into_self`` the
-    first one is ``estimator`` itself).
+def fit_clones(estimator, X, y, rows: Sequence[np.ndarray | None], into_self: bool = False) -> list:
+    """``estimator`` fitted on each row subset ``rows`` of ``(X, y)`` (None: every row); clones,
+    but with ``into_self`` the first one is ``estimator`` itself.
 
-    For a :class:`ParallelLinearSVC` the binary problems of every fit go to one pool of workers
-    together: the full fit and the cross-validation fits of a small catalogue are each too small
-    to be worth starting workers for (``PARALLEL_MIN_NNZ``), but together they are — at 2,500
-    listings they were a training's longest step, one problem after another on one core. Other
-    estimators are fitted one after the other.
+    For a :class:`ParallelLinearSVC` the binary problems are spread over worker processes. The
+    fits of a small catalogue (the full fit and the cross-validation fits) are each too small to
+    be worth starting workers for (``PARALLEL_MIN_NNZ``), but together they are, so their problems
+    go to one pool together — at 2,500 listings they had been a training's longest step, one
+    problem after another on one core. Fits that are big enough alone run one after the other,
+    each on every core, so that only one subset of a large matrix is held at a time (all of
+    them at once put 0.75 GB on the peak at 85,000 listings). Other estimators are fitted one
+    after the other.
     """
-    models = [estimator if into_self and i == 0 else clone(estimator) for i in range(len(datasets))]
-    if not isinstance(estimator, ParallelLinearSVC):
-        return [m.fit(X, y) for m, (X, y) in zip(models, datasets, strict=True)]
-    problems = [m._problems(X, y) for m, (X, y) in zip(models, datasets, strict=True)]
+    y = np.asarray(y)
+    models = [estimator if into_self and i == 0 else clone(estimator) for i in range(len(rows))]
+
+    def subset(r):
+        return (X, y) if r is None else (X[r], y[r])
+
+    sizes = [_nnz(X) * (len(y) if r is None else len(r)) / max(len(y), 1) for r in rows]
+    if not isinstance(estimator, ParallelLinearSVC) or min(sizes) >= PARALLEL_MIN_NNZ:
+        return [m.fit(*subset(r)) for m, r in zip(models, rows, strict=True)]
+    _solve(models, [m._problems(*subset(r)) for m, r in zip(models, rows, strict=True)], sum(sizes))
+    return models
+
+
+def _nnz(X) -> int:
+    return X.nnz if sp.issparse(X) else np.size(X)
+
+
+def _solve(models: list[ParallelLinearSVC], problems: list[list[tuple]], nnz: float) -> None:
+    """Every binary problem of every model, on worker processes when ``nnz`` (their matrices'
+    non-zeros together) is worth it."""
     flat = [p for ps in problems for p in ps]
-    nnz = sum(p[0].nnz if sp.issparse(p[0]) else p[0].size for p in (ps[0] for ps in problems))
-    n_jobs = 1 if nnz < PARALLEL_MIN_NNZ else min(effective_n_jobs(estimator.n_jobs), len(flat))
+    n_jobs = 1 if nnz < PARALLEL_MIN_NNZ else min(effective_n_jobs(models[0].n_jobs), len(flat))
     results = iter(Parallel(n_jobs=n_jobs, prefer="processes")(delayed(_fit_one)(*p) for p in flat))
     for model, ps in zip(models, problems, strict=True):
         model._set_solutions([next(results) for _ in ps])
-    return models
