@@ -257,7 +257,9 @@ class SentenceEncoder(LazyLoaded):
     whose vectors could differ from those a model was trained on.
     """
 
-    _lazy_attributes: ClassVar[tuple[str, ...]] = ("_model",)
+    # ``_checked_version``: the version already checked in this process (a metadata lookup cost
+    # more than half a millisecond of every single-listing prediction).
+    _lazy_attributes: ClassVar[tuple[str, ...]] = ("_model", "_checked_version")
 
     def __init__(self, spec: TextEncoderSpec, *, threads: int | None = None):
         self.spec = spec
@@ -265,6 +267,7 @@ class SentenceEncoder(LazyLoaded):
         self.version: str | None = None
         self.texts_encoded = 0  # how many texts went through the network (tests count cache hits)
         self._model: Callable[[list[str]], np.ndarray] | None = None
+        self._checked_version: str | None = None
         self._lock = threading.Lock()
 
     def __repr__(self) -> str:
@@ -282,8 +285,10 @@ class SentenceEncoder(LazyLoaded):
         """The package version this encoder runs under: recorded on first call, then checked.
 
         Raises :class:`TextEncoderError` when the package is missing or another version is
-        installed than the one recorded.
+        installed than the one recorded (checked once per process and encoder object).
         """
+        if self.version is not None and getattr(self, "_checked_version", None) == self.version:
+            return self.version
         installed = installed_version(self.spec)
         if installed is None:
             raise TextEncoderError(
@@ -296,6 +301,7 @@ class SentenceEncoder(LazyLoaded):
                 f"this model's {self.name} text features were made with {self.spec.package}=="
                 f"{self.version}, but {installed} is installed; install "
                 f"{self.spec.package}=={self.version} or retrain the model")
+        self._checked_version = self.version
         return self.version
 
     @property
