@@ -79,3 +79,31 @@ def test_frame_texts_accepts_frames_and_title_lists():
     assert frame_texts(frame) == ["pompe piscine filtre & skimmer"]
     assert frame_texts(pd.DataFrame({"title": ["Seul"]})) == ["seul"]
     assert frame_texts(["Un", "Deux"]) == ["un", "deux"]
+
+
+def test_accent_stripping_removes_exactly_the_combining_characters():
+    import sys
+    import unicodedata
+
+    from prodcat.text.cleaning import strip_combining
+
+    def reference(s):
+        return "".join(c for c in s if not unicodedata.combining(c))
+
+    samples = ["télécommande à écran", "Tiếng Việt có dấu", "עִבְרִית", "हिन्दी", "a\u034fb\u0301c",
+               "plain ascii", "", "日本語の本", "ё й", "x\u20d7 y\u1dc0"]
+    every_mark = "".join(chr(cp) for cp in range(sys.maxunicode + 1) if unicodedata.combining(chr(cp)))
+    samples.append("a" + every_mark + "\u034fz")
+    for s in samples:
+        nfkd = unicodedata.normalize("NFKD", s)
+        assert strip_combining(nfkd) == reference(nfkd), s
+    assert strip_combining("a\u034fb") == "a\u034fb"  # the grapheme joiner has combining class 0
+
+
+def test_one_cleaning_gives_every_description_length():
+    from prodcat.text.cleaning import frame_text_views, frame_texts
+
+    frame = pd.DataFrame({"title": ["Pompe", None], "description": ["<b>Filtre</b> &amp; skimmer inox", "Épée"]})
+    short, whole = frame_text_views(frame, (6, None))
+    assert short == frame_texts(frame, 6) == ["pompe filtre", "epee"]
+    assert whole == frame_texts(frame, None) == ["pompe filtre & skimmer inox", "epee"]

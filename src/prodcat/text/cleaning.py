@@ -5,13 +5,15 @@ from __future__ import annotations
 import html
 import re
 import unicodedata
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 
 import numpy as np
 import pandas as pd
 
 _TAG = re.compile(r"<[^>]{0,2000}>")
 _SPACE = re.compile(r"\s+")
+# U+034F, the combining grapheme joiner, has combining class 0: unicodedata keeps it.
+_LATIN_ACCENTS = re.compile("[\u0300-\u034e\u0350-\u036f]+")
 
 
 def clean_text(text: object, *, lowercase: bool = True, strip_accents: bool = True) -> str:
@@ -29,10 +31,20 @@ def clean_text(text: object, *, lowercase: bool = True, strip_accents: bool = Tr
         s = _TAG.sub(" ", s)
     s = unicodedata.normalize("NFKC", s)
     if strip_accents:
-        s = "".join(c for c in unicodedata.normalize("NFKD", s) if not unicodedata.combining(c))
+        s = strip_combining(unicodedata.normalize("NFKD", s))
     if lowercase:
         s = s.lower()
     return _SPACE.sub(" ", s).strip()
+
+
+def strip_combining(s: str) -> str:
+    """``s`` without its combining characters (accents once NFKD has split them off)."""
+    if s.isascii():
+        return s
+    # Latin accents (U+0300–U+036F) by one regex pass, then any other combining mark one
+    # character at a time: twice as fast on French text, and the same result.
+    s = _LATIN_ACCENTS.sub("", s)
+    return s if s.isascii() else "".join(c for c in s if not unicodedata.combining(c))
 
 
 def listing_texts(
@@ -47,26 +59,36 @@ def listing_texts(
     Descriptions are cut after ``max_description_chars`` cleaned characters: the first sentences
     carry the category, and the tail of a 9,000-character description only costs time and memory.
     """
-    out = []
+    return listing_text_views(titles, descriptions, (max_description_chars,), strip_accents=strip_accents)[0]
+
+
+def listing_text_views(titles: Iterable[object], descriptions: Iterable[object],
+                       limits: Sequence[int | None], *, strip_accents: bool = True) -> list[list[str]]:
+    """:func:`listing_texts` for each description limit in ``limits``, each field cleaned once
+    (word and character n-grams read different lengths of the same cleaned description)."""
+    views: list[list[str]] = [[] for _ in limits]
     for title, desc in zip(titles, descriptions, strict=True):
         t = clean_text(title, strip_accents=strip_accents)
         d = clean_text(desc, strip_accents=strip_accents)
-        if max_description_chars is not None:
-            d = d[:max_description_chars]
-        out.append(f"{t} {d}".strip())
-    return out
+        for view, limit in zip(views, limits, strict=True):
+            view.append(f"{t} {d if limit is None else d[:limit]}".strip())
+    return views
 
 
 def frame_texts(X, max_description_chars: int | None = 1000, strip_accents: bool = True) -> list[str]:
     """:func:`listing_texts` over a Catalog-like frame (or a list of titles)."""
+    return frame_text_views(X, (max_description_chars,), strip_accents=strip_accents)[0]
+
+
+def frame_text_views(X, limits: Sequence[int | None], *, strip_accents: bool = True) -> list[list[str]]:
+    """:func:`listing_text_views` over a Catalog-like frame (or a list of titles)."""
     if isinstance(X, pd.DataFrame):
         titles = X["title"] if "title" in X.columns else [""] * len(X)
         descs = X["description"] if "description" in X.columns else [""] * len(X)
     else:
         titles = np.asarray(X, dtype=object).ravel()
         descs = [""] * len(titles)
-    return listing_texts(titles, descs, max_description_chars=max_description_chars,
-                         strip_accents=strip_accents)
+    return listing_text_views(titles, descs, limits, strip_accents=strip_accents)
 
 
 #: Characters that show nothing: C0/C1 controls, format characters (soft hyphen, zero-width

@@ -17,7 +17,7 @@ from sklearn.feature_extraction.text import TfidfVectorizer
 from sklearn.utils.validation import check_is_fitted
 
 from prodcat.text.charngrams import WordCharTfidf
-from prodcat.text.cleaning import clean_text, frame_texts
+from prodcat.text.cleaning import clean_text, frame_text_views
 from prodcat.text.encoders import SentenceEncoder, create_text_encoder
 
 #: Fitted sparse blocks by (n-gram options, listings' digest), inside :func:`sharing_tfidf` only.
@@ -113,10 +113,11 @@ class TfidfFeatures(TransformerMixin, BaseEstimator):
         self.dense_cache = dense_cache
 
     def _sources(self, X) -> dict[str, list[str]]:
-        texts = frame_texts(X, self.max_description_chars, self.strip_accents)
-        sources = {"text": texts, "chars": texts}
+        limits = [self.max_description_chars]
         if self.char_ngrams and self.char_description_chars is not None:
-            sources["chars"] = frame_texts(X, self.char_description_chars, self.strip_accents)
+            limits.append(self.char_description_chars)
+        views = frame_text_views(X, limits, strip_accents=self.strip_accents)
+        sources = {"text": views[0], "chars": views[-1]}
         if self.title_ngrams:
             titles = X["title"] if hasattr(X, "columns") else np.asarray(X, dtype=object).ravel()
             sources["title"] = [clean_text(t, strip_accents=self.strip_accents) for t in titles]
