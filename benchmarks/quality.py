@@ -55,9 +55,9 @@ PRINTED_AND_BOXED = ("10", "2705", "2280", "2403", "40", "50", "60", "2462", "29
 
 
 def build_model(image: bool, seed: int, ocr: str | None = None, memory: str | None = None,
-                members: tuple[str, ...] | None = None):
+                members: tuple[str, ...] | None = None, image_encoder: str | None = None):
     """prodcat's default Classifier; ``members``: its text ensemble's members instead of the
-    default ones (an ablation)."""
+    default ones, ``image_encoder``: another photo encoder than the default (ablations)."""
     from prodcat.model import Classifier
 
     text = None
@@ -69,13 +69,14 @@ def build_model(image: bool, seed: int, ocr: str | None = None, memory: str | No
     if image:
         from prodcat.image import ImageClassifier
 
-        image_model = ImageClassifier(random_state=seed)
+        image_model = ImageClassifier(random_state=seed, **({"encoder": image_encoder} if image_encoder else {}))
     return Classifier(text=text, image=image_model, random_state=seed, ocr=ocr, memory=memory)
 
 
 def run_prodcat(catalog: Any, folds: int, seed: int, image: bool, ocr: str | None = None,
                 memory: str | None = None, X: Any = None, layouts: bool = True,
-                unlabelled: Any = None, members: tuple[str, ...] | None = None):
+                unlabelled: Any = None, members: tuple[str, ...] | None = None,
+                image_encoder: str | None = None):
     """prodcat's outer-fold result (probabilities, layouts, per-row thresholds).
 
     ``unlabelled``: listings without labels given to every outer training fold's fit, as
@@ -87,7 +88,7 @@ def run_prodcat(catalog: Any, folds: int, seed: int, image: bool, ocr: str | Non
     if unlabelled is not None:
         fit_params["unlabelled"] = unlabelled
     with timer() as elapsed:
-        cv = cross_val_proba(build_model(image, seed, ocr, memory, members), catalog.X if X is None else X,
+        cv = cross_val_proba(build_model(image, seed, ocr, memory, members, image_encoder), catalog.X if X is None else X,
                              catalog.y, folds=folds, seed=seed, progress=False,
                              fit_params=fit_params, layouts=layouts)
     return cv, elapsed()
@@ -199,6 +200,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--members", default=None,
                         help="comma-separated text ensemble members instead of the default ones "
                              "(an ablation, e.g. tfidf-svm)")
+    parser.add_argument("--image-encoder", default=None,
+                        help="photo encoder instead of the default (an ablation, e.g. efficientnet-lite2)")
     parser.add_argument("--all-rows", action="store_true",
                         help="include Rakuten's frozen final-check split (off: it is looked at once)")
     parser.add_argument("--name", default=None,
@@ -210,7 +213,8 @@ def main(argv: list[str] | None = None) -> int:
     name = (args.name or dataset_name(args.data)) + ("_image" if args.image else "") + (
         "" if not args.ocr else "_ocr_auto" if args.ocr == "auto" else "_ocr") + (
         "_unlabelled" if args.unlabelled else "") + (
-        "_members_" + args.members.replace(",", "_") if args.members else "")
+        "_members_" + args.members.replace(",", "_") if args.members else "") + (
+        "_" + args.image_encoder if args.image_encoder else "")
     members = tuple(m for m in args.members.split(",") if m) if args.members else None
     catalog = load_labelled(args.data, level=args.level)
     if catalog.format == "rakuten" and not args.all_rows:
@@ -239,7 +243,7 @@ def main(argv: list[str] | None = None) -> int:
 
             unlabelled = read_catalog(args.unlabelled).X
         cv, prodcat_s = run_prodcat(catalog, args.folds, args.seed, args.image, unlabelled=unlabelled,
-                                    members=members)
+                                    members=members, image_encoder=args.image_encoder)
     classes = np.asarray(cv.classes).astype(str)
     base, base_s = run_baseline(catalog, cv.folds, classes)
     y = cv.y
