@@ -514,7 +514,7 @@ def test_embed_fills_the_cache_that_training_reads(make_rakuten, encoder_cache, 
     code, _, err = run(capsys, "embed", "--data", data, "--workers", "1", "--partition-rows", "5")
     assert code == 0, err
     assert f"{len(images) - 1:,} encoded" in err and "1 unusable (1 not an image)" in err
-    encoder_id = create_encoder("efficientnet-lite0").encoder_id
+    encoder_id = create_encoder().encoder_id  # the default encoder: the one training uses
     with EmbeddingCache() as cache:
         assert cache.count(encoder_id) == len(images) - 1
     # Training reads them from the cache: no photo is encoded again.

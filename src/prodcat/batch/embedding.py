@@ -64,14 +64,17 @@ class EmbedSummary(PhotoJobSummary):
                 f"cache {self.cache}")
 
 
-def run_embed_job(data: str | Path, *, encoder: str = "efficientnet-lite0",
+def run_embed_job(data: str | Path, *, encoder: str | None = None,
                   cache: str | Path | None = None, partition_rows: int = DEFAULT_PARTITION_ROWS,
                   scheduler: str | None = None, workers: int | None = None,
                   data_options: dict[str, Any] | None = None, engine: Engine | None = None,
                   echo: Callable[[str], None] = print, progress: bool | None = None) -> EmbedSummary:
-    """Embed every photo of ``data`` with ``encoder`` into the embedding cache (``cache``: its
-    SQLite file; default the one training uses)."""
+    """Embed every photo of ``data`` with ``encoder`` (default: the one training uses) into the
+    embedding cache (``cache``: its SQLite file; default the one training uses)."""
     from prodcat.image import EmbeddingCache, create_encoder
+    from prodcat.image.encoders import DEFAULT_ENCODER
+
+    encoder = encoder or DEFAULT_ENCODER
 
     source = open_source(data, **(data_options or {}))
     encoder_id = create_encoder(encoder).encoder_id  # an unknown name fails here

@@ -27,7 +27,7 @@ from prodcat.embedding_cache import EmbeddingCache as BaseEmbeddingCache
 from prodcat.errors import DataError
 from prodcat.heads import CALIBRATIONS
 from prodcat.image.cache import EmbeddingCache
-from prodcat.image.encoders import EncodedImages, ImageEncoder, create_encoder
+from prodcat.image.encoders import DEFAULT_ENCODER, EncodedImages, ImageEncoder, create_encoder
 from prodcat.image.heads import IMAGE_HEADS, create_image_head
 from prodcat.params import Integral, Interval, Real, StrOptions, check_params
 
@@ -84,7 +84,7 @@ class ImageClassifier(ClassifierMixin, BaseEstimator):
         "n_jobs": [Integral, None],
     }
 
-    def __init__(self, encoder="efficientnet-lite0", head="logistic", C=None, class_weight="balanced",
+    def __init__(self, encoder=DEFAULT_ENCODER, head="logistic", C=None, class_weight="balanced",
                  calibration="auto", calibration_cv=3, cache=True, batch_size=32, n_workers=None,
                  random_state=0, n_jobs=None):
         self.encoder = encoder
