@@ -139,9 +139,9 @@ def train_models(args: argparse.Namespace, catalog) -> dict[str, Path]:
         if args.image_model is None:
             from prodcat.image import ImageClassifier, create_encoder
 
-            create_encoder("efficientnet-lite0").ensure_export()
+            create_encoder().ensure_export()
             print("training a text + photo model ...", file=sys.stderr)
-            Classifier(image=ImageClassifier("efficientnet-lite0")).fit(
+            Classifier(image=ImageClassifier()).fit(
                 catalog.X, catalog.y, taxonomy=catalog.taxonomy).save(photo)
         models["photo"] = Path(photo)
     return models
@@ -163,7 +163,7 @@ def fresh_cache(root: Path, name: str) -> dict[str, str]:
     """An empty embedding cache that still holds the exported encoder: every photo is encoded."""
     from prodcat.image import create_encoder
 
-    encoder = create_encoder("efficientnet-lite0")
+    encoder = create_encoder()
     onnx = encoder.ensure_export()
     cache = root / name
     shutil.rmtree(cache, ignore_errors=True)

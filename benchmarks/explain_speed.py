@@ -328,7 +328,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = base_parser(__doc__.split("\n\n")[0], data=False)
     parser.add_argument("--image-data", type=Path, default=SHARED_DATA / "flipkart",
                         help="labelled data set with photos for the image part")
-    parser.add_argument("--encoder", default="efficientnet-lite0")
+    parser.add_argument("--encoder", default=None, help="photo encoder (default: prodcat's default)")
     parser.add_argument("--photos", type=int, default=30, help="held-out photos explained per method")
     parser.add_argument("--faithfulness", action="store_true", default=True,
                         help="also measure the deletion check (top 20 %% vs random 20 %%)")
@@ -343,6 +343,9 @@ def main(argv: list[str] | None = None) -> int:
                         help="pin the process to this many CPUs (0: all it may use)")
     args = parser.parse_args(argv)
     cpus = limit_cpus(args.cpus or None)
+    from prodcat.image.encoders import DEFAULT_ENCODER
+
+    args.encoder = args.encoder or DEFAULT_ENCODER
     info = machine_info()
 
     payload: dict[str, Any] = {"benchmark": "explain_speed", "cpus": cpus}

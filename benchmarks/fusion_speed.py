@@ -217,7 +217,7 @@ def _bundle_export(bundle: Path) -> tuple[Path, Path]:
 def main(argv: list[str] | None = None) -> int:
     parser = base_parser(__doc__.split("\n\n")[0])
     parser.set_defaults(data=SHARED_DATA / "flipkart")
-    parser.add_argument("--encoder", default="efficientnet-lite0")
+    parser.add_argument("--encoder", default=None, help="photo encoder (default: prodcat's default)")
     parser.add_argument("--cpus", type=int, default=2,
                         help="pin the process to this many CPUs (0: all it may use)")
     parser.add_argument("--calls", type=int, default=100, help="timed single-listing calls per case")
@@ -232,9 +232,11 @@ def main(argv: list[str] | None = None) -> int:
         import onnxruntime  # noqa: F401
 
         from prodcat.image import ImageError, create_encoder
+        from prodcat.image.encoders import DEFAULT_ENCODER
     except ImportError as exc:
         print(f"the image extra is not installed ({exc}): nothing to benchmark")
         return 0
+    args.encoder = args.encoder or DEFAULT_ENCODER
 
     # The export, from the cache this process would normally use (made now if missing; its time
     # is reported, not counted).

@@ -119,7 +119,7 @@ def runtime_comparison(encoder, paths: list[str], batch: int, repeats: int) -> d
 
 def main(argv: list[str] | None = None) -> int:
     parser = base_parser(__doc__.split("\n\n")[0], data=False)
-    parser.add_argument("--encoder", default="efficientnet-lite0")
+    parser.add_argument("--encoder", default=None, help="photo encoder (default: prodcat's default)")
     parser.add_argument("--cpus", type=int, default=2,
                         help="pin the process to this many CPUs (0: all it may use)")
     parser.add_argument("--batch-size", type=int, default=32)
@@ -132,7 +132,9 @@ def main(argv: list[str] | None = None) -> int:
 
     cpus = limit_cpus(args.cpus or None)
     from prodcat.image import create_encoder
+    from prodcat.image.encoders import DEFAULT_ENCODER
 
+    args.encoder = args.encoder or DEFAULT_ENCODER
     encoder = create_encoder(args.encoder, n_threads=cpus)
     start = time.perf_counter()
     made = encoder.export_status() != "ok"
