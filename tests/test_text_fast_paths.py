@@ -91,15 +91,19 @@ def test_fold_fits_in_one_pool_give_the_models_fitted_one_after_another(monkeypa
             for c in y]
     Z = TfidfVectorizer().fit_transform(docs)
     runs = []
-    for min_nnz in (10**12, 0):  # one after another, then in a pool of two workers
+    # One problem after another on one core; every fit's problems in one pool of two workers
+    # (each fit alone under the threshold, all of them together over it); each fit on its own
+    # pool, one fit after the other (each fit alone over the threshold).
+    for min_nnz in (10**12, int(Z.nnz * 1.5), 0):
         monkeypatch.setattr(svm, "PARALLEL_MIN_NNZ", min_nnz)
         runs.append(cross_fit_platt(svm.ParallelLinearSVC(n_jobs=2), Z, y, folds=3))
-    (seq, a1, b1, p1), (par, a2, b2, p2) = runs
-    np.testing.assert_array_equal(seq.coef_, par.coef_)
-    np.testing.assert_array_equal(seq.intercept_, par.intercept_)
-    np.testing.assert_array_equal(p1, p2)
-    np.testing.assert_array_equal(a1, a2)
-    assert list(par.classes_) == ["a", "b", "c"]
+    seq, a1, _, p1 = runs[0]
+    for model, a, _, p in runs[1:]:
+        np.testing.assert_array_equal(seq.coef_, model.coef_)
+        np.testing.assert_array_equal(seq.intercept_, model.intercept_)
+        np.testing.assert_array_equal(p1, p)
+        np.testing.assert_array_equal(a1, a)
+        assert list(model.classes_) == ["a", "b", "c"]
 
 
 def test_vectorised_platt_scaling_gives_calibrated_classifier_cv_probabilities():
