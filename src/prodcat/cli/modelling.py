@@ -87,8 +87,8 @@ def fit_params(model, unlabelled: str | None, labelled=None) -> dict:
 
     Without them, a model with photos trained on few labelled photos (``labelled``: the
     training catalogue) gets a tip: on the Rakuten sample's 255 labelled photos, 2,000 unlabelled
-    ones taught through the text model's confident answers doubled the fused gain over text alone
-    (README, "Photos and fusion")."""
+    ones taught through the text model's confident answers raised the image model's own weighted
+    F1 by 3.7 points with Lite1 and 5.4 with Lite0 (README, "Photos and fusion")."""
     if unlabelled is None:
         if model.image is not None and labelled is not None:
             n_photos = int(labelled.X["image"].notna().sum()) if "image" in labelled.X.columns else 0
