@@ -12,7 +12,7 @@ import click
 from prodcat.cli.common import echo
 from prodcat.cli.options import bundle_trust_options
 from prodcat.errors import ConfigError, DataError
-from prodcat.serving.config import ServingSettings
+from prodcat.serving.config import DECODE_QUEUE_PER_SLOT, ServingSettings
 
 _SERVING = {f.name: f.default for f in dataclasses.fields(ServingSettings)}
 _MB = 1024 * 1024
@@ -73,7 +73,8 @@ def serve(model_dir, tracking_uri, host, port, workers, api_key_file, max_batch,
     body_bytes = max(_SERVING["max_body_bytes"], 2 * image_bytes)
     decoding = {"max_decode_samples": int(decode_budget * 1e6)}
     if decode_concurrency is not None:
-        decoding.update(decode_concurrency=decode_concurrency, decode_queue=2 * decode_concurrency)
+        decoding.update(decode_concurrency=decode_concurrency,
+                        decode_queue=DECODE_QUEUE_PER_SLOT * decode_concurrency)
     settings = ServingSettings(model_dir=str(model_dir), max_batch=max_batch, max_image_bytes=image_bytes,
                                max_body_bytes=body_bytes, api_key_digests=keys, review_db=review_db,
                                review_order=review_order, protect_ops=protect_ops, **decoding)

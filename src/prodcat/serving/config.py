@@ -27,6 +27,10 @@ SETTINGS_ENV = "PRODCAT_SERVE_SETTINGS"
 MIN_KEY_LENGTH = 16
 
 
+#: Photo requests that may wait for a decode, per decode slot (see ``decode_queue``).
+DECODE_QUEUE_PER_SLOT = 4
+
+
 @dataclass(frozen=True)
 class ServingSettings:
     """What one API process needs to know. Limits are per request."""
@@ -46,8 +50,11 @@ class ServingSettings:
     #: Photos decoded at once (default: one per usable CPU) ...
     decode_concurrency: int = field(default_factory=usable_cpus)
     #: ... and how many more may wait for a decode; past that a photo request gets 503 with
-    #: Retry-After, and text requests keep their share of the machine.
-    decode_queue: int = field(default_factory=lambda: 2 * usable_cpus())
+    #: Retry-After, and text requests keep their share of the machine. Four per CPU: a waiting
+    #: request holds only its bytes, and with twice per CPU eight photo clients on two cores,
+    #: the API's target load, already met 503s once the photo encoder became EfficientNet-Lite1
+    #: (its encoding takes longer, so decodes wait longer for a core).
+    decode_queue: int = field(default_factory=lambda: DECODE_QUEUE_PER_SLOT * usable_cpus())
     #: Most photo bytes in one ``/v1/predict/batch`` request (after base64 decoding) ...
     max_batch_image_bytes: int = 8 * 1024 * 1024
     #: ... and most decode samples, all its photos together.
