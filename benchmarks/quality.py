@@ -165,6 +165,13 @@ def run_baseline(catalog: Any, fold_of: Any, classes: Any):
     return out, elapsed()
 
 
+def fusion_table(fusions: list) -> str:
+    names = list(dict.fromkeys(k for f in fusions if f for k in f["oof_log_loss"]))
+    rows = [[i, f["method"], *(f["oof_log_loss"].get(n) for n in names)] if f else [i, "–", *([None] * len(names))]
+            for i, f in enumerate(fusions)]
+    return markdown_table(["fold", "chosen", *names], rows, digits=3)
+
+
 def fold_table(y, fold_of, p_prodcat, p_base, classes) -> tuple[list[dict], dict]:
     import numpy as np
 
@@ -298,6 +305,10 @@ def main(argv: list[str] | None = None) -> int:
                      f"text alone {photo['text']['weighted_f1']:.4f} "
                      f"({100 * (photo['fused']['weighted_f1'] - photo['text']['weighted_f1']):+.2f} points), "
                      f"image alone {photo['image']['weighted_f1']:.4f}, recipe {photo['recipe']['weighted_f1']:.4f}.")
+    if cv.fusions:
+        parts += ["Fusion chosen in each outer training fold, and the out-of-fold log loss there "
+                  "(inner folds, listings with a photo) of every candidate and of each modality alone:",
+                  fusion_table(cv.fusions)]
     ocr_comp = None
     if ocr_run is not None:
         engine, texts, without, without_s = ocr_run
@@ -317,7 +328,7 @@ def main(argv: list[str] | None = None) -> int:
                    "precision_coverage": cover, "threshold_promise": promise, "photo": photo,
                    "ocr": ocr_comp, "unlabelled": str(args.unlabelled) if args.unlabelled else None,
                    "members": list(members) if members else None,
-                   "machine": info}
+                   "image_encoder": args.image_encoder, "fusions": cv.fusions, "machine": info}
         for path in save_results(f"quality_{name}", payload, markdown):
             print(f"wrote {path}", file=sys.stderr)
     return 0

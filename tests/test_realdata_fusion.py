@@ -36,12 +36,18 @@ def _fused_cv(catalog):
     from prodcat.model import Classifier
 
     try:
-        create_encoder("efficientnet-lite0").ensure_export()
+        create_encoder().ensure_export()  # the default encoder, which ImageClassifier() uses
     except ImageError as exc:
         pytest.skip(f"image encoder unavailable: {exc}")
     model = Classifier(image=ImageClassifier(), fusion="auto")
     res = cross_val_proba(model, catalog.X, catalog.y, folds=5, seed=0, progress=False)
     assert res.modalities is not None, "the image model was left out of every fold"
+    # Each fold records the fusion it chose on its own training fold and why.
+    assert res.fusions is not None and len(res.fusions) == 5
+    for fusion in res.fusions:
+        losses = fusion["oof_log_loss"]
+        assert {"text", "image", fusion["method"]} <= set(losses)
+        assert losses[fusion["method"]] == min(v for k, v in losses.items() if k not in ("text", "image"))
     return res
 
 

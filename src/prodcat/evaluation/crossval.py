@@ -33,6 +33,10 @@ class CrossValResult:
     #: With ``layouts=True``: out-of-fold probabilities of the same listings in every field
     #: layout (:mod:`prodcat.evaluation.layouts`), by layout name.
     layouts: dict[str, np.ndarray] | None = None
+    #: Per fold, the fusion its model chose on its own training fold and every candidate's
+    #: out-of-fold log loss there (``fusion_``'s ``method`` and ``oof_log_loss``; None for a model
+    #: without photos).
+    fusions: list[dict | None] | None = None
 
 
 def cross_val_proba(estimator, X: pd.DataFrame, y, *, folds: int = 5, seed: int = 0,
@@ -58,6 +62,7 @@ def cross_val_proba(estimator, X: pd.DataFrame, y, *, folds: int = 5, seed: int 
     any_image = seen_image = False
     thresholds = np.full(len(y), np.nan)
     layout_proba = {}
+    fusions: list[dict | None] = []
     # Stratification warns about classes rarer than the fold count; they are handled below.
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message="The least populated class")
@@ -90,6 +95,9 @@ def cross_val_proba(estimator, X: pd.DataFrame, y, *, folds: int = 5, seed: int 
         proba[np.ix_(te, cols)] = p
         fold_of[te] = i
         thresholds[te] = getattr(model, "threshold_", np.nan)
+        fusion = getattr(model, "fusion_", None)
+        fusions.append({"method": fusion["method"], "oof_log_loss": dict(fusion["oof_log_loss"])}
+                       if fusion else None)
         if layouts:
             for name, frame in layout_frames(X.iloc[te].reset_index(drop=True)).items():
                 out = layout_proba.setdefault(name, np.zeros_like(proba))
@@ -98,4 +106,4 @@ def cross_val_proba(estimator, X: pd.DataFrame, y, *, folds: int = 5, seed: int 
         modalities["image"] = None
     return CrossValResult(classes, proba, y, fold_of, seconds, modalities if any_image else None,
                           None if np.isnan(thresholds).any() else thresholds,
-                          layout_proba or None)
+                          layout_proba or None, fusions if any(fusions) else None)
