@@ -89,13 +89,14 @@ for _name, _size, _weights in (
     ))
 
 
-#: The photo encoder used unless another is named. EfficientNet-Lite1 since 2026-12-02: in every
-#: inner training fold of nested 5-fold CV on the Rakuten and the Flipkart samples (10 of 10) its
-#: late fusion with the text model had a lower out-of-fold log loss than Lite0's, and on the
-#: outer folds the fused answers on listings with a photo scored +2.1 points of weighted F1 on
-#: Rakuten and +0.6 of accuracy on Flipkart over Lite0's; it encodes about 15 % fewer photos
-#: per second end to end (``benchmarks/image_embedding.py``). Lite2 scored the image alone a bit
-#: better still, but its fusion lost to the text alone on the Rakuten outer folds.
+#: The photo encoder used unless another is named. EfficientNet-Lite1 since 2026-12-02: in all 10
+#: outer training folds of nested 5-fold CV on the Rakuten and Flipkart samples, the fusion chosen
+#: there had a lower out-of-fold log loss with Lite1 than with Lite0 (``benchmarks/quality.py
+#: --image [--image-encoder ...]``, the "Fusion chosen" tables of ``quality_*_image*.md``); on the
+#: outer folds, fused weighted F1 on Rakuten's photo listings 0.7586 against 0.7344, on Flipkart
+#: 0.9394 against 0.9332. It encodes about as many photos per second end to end (decoding
+#: dominates; the network alone is 0.6x as fast). Lite2's photo model was a bit better still, but
+#: its fusion lost to the text alone on Rakuten's outer folds.
 DEFAULT_ENCODER = "efficientnet-lite1"
 
 
