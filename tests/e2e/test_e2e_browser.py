@@ -9,6 +9,7 @@ Screenshots are kept as test artefacts in ``$PRODCAT_TEST_ARTIFACTS`` (default
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
 import os
@@ -21,6 +22,7 @@ import time
 import urllib.error
 import urllib.request
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -71,6 +73,26 @@ def keep_artifacts(shots: list[Path]) -> None:
     """Copy the screenshots (and failure pages) to the artefacts folder."""
     for s in shots:
         shutil.copy2(s, artifacts_dir() / s.name)
+
+
+@contextlib.contextmanager
+def shots_kept(browser, tmp_path: Path, failure: str) -> Iterator[list[Path]]:
+    """The list a test adds its screenshots to; they go to the artefacts folder however the
+    test ends, and with what the browser showed (``failure``.png/.html) when it fails."""
+    shots: list[Path] = []
+    try:
+        yield shots
+    except Exception:
+        keep_failure(browser, tmp_path, failure, shots)
+        raise
+    finally:
+        keep_artifacts(shots)
+
+
+def save_shot(browser, path: Path, shots: list[Path]) -> None:
+    """A screenshot of the page as it is now, at ``path``, added to ``shots``."""
+    assert browser.save_screenshot(str(path))
+    shots.append(path)
 
 
 def free_port() -> int:
@@ -217,9 +239,7 @@ def decide_in_browser(browser, shots: list[Path], tmp_path: Path, review_db: str
     assert browser.find_elements(By.CSS_SELECTOR, "mark")
     top1 = re.search(r"1\. (.+) \((\w+)\) — ", page)
     time.sleep(0.5)
-    shot = tmp_path / "e2e-review-page.png"
-    assert browser.save_screenshot(str(shot))
-    shots.append(shot)
+    save_shot(browser, tmp_path / "e2e-review-page.png", shots)
     # The keyboard shortcut (Y: confirm the top-1), typed outside any field.
     browser.execute_script("document.activeElement && document.activeElement.blur()")
     ActionChains(browser).send_keys("y").perform()
@@ -241,9 +261,7 @@ def decide_in_browser(browser, shots: list[Path], tmp_path: Path, review_db: str
     wait.until(EC.text_to_be_present_in_element((By.TAG_NAME, "body"), "Why this category"))
     wait.until(settled)
     time.sleep(0.5)
-    shot = tmp_path / "e2e-review-decided.png"
-    assert browser.save_screenshot(str(shot))
-    shots.append(shot)
+    save_shot(browser, tmp_path / "e2e-review-decided.png", shots)
 
 
 def test_serve_and_ui_in_a_real_browser(e2e_model, browser, tmp_path):
@@ -264,78 +282,70 @@ def test_serve_and_ui_in_a_real_browser(e2e_model, browser, tmp_path):
                  "--review-db", review_db], api_log)
     ui = start(["ui", "--model", str(model_dir), "--host", LOOPBACK, "--port", str(ui_port),
                 "--review-db", review_db, "--review-order", "oldest"], ui_log)
-    shots = []
     try:
-        # -- the API process answers a real multipart upload ------------------------------------
-        wait_http(f"http://{LOOPBACK}:{api_port}/readyz", api, api_log)
-        body, ctype = multipart({"title": title}, "image", "pool.jpg", pic.read_bytes())
-        req = urllib.request.Request(f"http://{LOOPBACK}:{api_port}/v1/predict", data=body,
-                                     headers={"Content-Type": ctype}, method="POST")
-        with urllib.request.urlopen(req, timeout=30) as resp:
-            answer = json.loads(resp.read())
-        assert answer["top_k"][0]["code"] == expected["code"] and len(answer["top_k"]) == 3
-        assert answer["top_k"][0]["probability"] == pytest.approx(expected["probability"], abs=1e-6)
-        assert set(answer["modalities"]) == ({"text", "image"} if fused else {"text"})
-        if fused:
-            assert answer["modalities"]["image"] is not None
-
-        # -- the web app in Chromium ------------------------------------------------------------
-        assert wait_http(f"http://{LOOPBACK}:{ui_port}/_stcore/health", ui, ui_log) == b"ok"
-        wait = WebDriverWait(browser, 60)
-        browser.get(f"http://{LOOPBACK}:{ui_port}/")
-        field = wait.until(EC.element_to_be_clickable((By.CSS_SELECTOR, "input[aria-label='Title (required)']")))
-        field.send_keys(title)
-        browser.find_element(By.CSS_SELECTOR, "textarea[aria-label='Description']").send_keys(
-            "Très bon état, livraison rapide")
-        browser.find_element(By.CSS_SELECTOR, "input[type='file']").send_keys(str(pic))
-        wait.until(EC.text_to_be_present_in_element((By.CSS_SELECTOR, "[data-testid='stFileUploader']"),
-                                                    "pool.jpg"))
-        submit = next(b for b in browser.find_elements(By.TAG_NAME, "button") if "Find categories" in b.text)
-        submit.click()
-        wait.until(EC.text_to_be_present_in_element((By.TAG_NAME, "body"), "Top 3 categories"))
-        bars = 9 if fused else 6  # top 3, then the text's (and the photo's) own top 3
-        wait.until(lambda d: len(d.find_elements(By.CSS_SELECTOR, "[data-testid='stProgress']")) >= bars)
-        time.sleep(0.5)  # let the last elements paint before the screenshot
-        page = browser.find_element(By.TAG_NAME, "body").text
-        assert f"1. {expected['name']} ({expected['code']})" in page
-        assert ("reads text only" in page) != fused
-        assert "Needs review" in page or "can be filed automatically" in page
-        assert "What each part said" in page
-        # The explanation under the answer: the seller's own words highlighted, the heat map.
-        wait.until(EC.text_to_be_present_in_element((By.TAG_NAME, "body"), "Why this category"))
-        assert browser.find_elements(By.CSS_SELECTOR, "mark")
-        if fused:
-            wait.until(EC.text_to_be_present_in_element((By.TAG_NAME, "body"), "Photo regions behind"))
-        shot = tmp_path / "e2e-seller-page.png"
-        assert browser.save_screenshot(str(shot))
-        shots.append(shot)
-
-        # -- the review page: a correction posted to the API, decided in the browser ------------
-        for n, text in enumerate((title, "Lot de 3 articles neufs")):
-            req = urllib.request.Request(
-                f"http://{LOOPBACK}:{api_port}/v1/feedback", method="POST",
-                data=json.dumps({"id": f"e2e-{n}", "title": text, "description": "Très bon état",
-                                 "label": expected["code"]}).encode(),
-                headers={"Content-Type": "application/json"})
+        with shots_kept(browser, tmp_path, "e2e-failure") as shots:
+            # -- the API process answers a real multipart upload ------------------------------------
+            wait_http(f"http://{LOOPBACK}:{api_port}/readyz", api, api_log)
+            body, ctype = multipart({"title": title}, "image", "pool.jpg", pic.read_bytes())
+            req = urllib.request.Request(f"http://{LOOPBACK}:{api_port}/v1/predict", data=body,
+                                         headers={"Content-Type": ctype}, method="POST")
             with urllib.request.urlopen(req, timeout=30) as resp:
-                assert resp.status == 201
-        decide_in_browser(browser, shots, tmp_path, review_db)
+                answer = json.loads(resp.read())
+            assert answer["top_k"][0]["code"] == expected["code"] and len(answer["top_k"]) == 3
+            assert answer["top_k"][0]["probability"] == pytest.approx(expected["probability"], abs=1e-6)
+            assert set(answer["modalities"]) == ({"text", "image"} if fused else {"text"})
+            if fused:
+                assert answer["modalities"]["image"] is not None
 
-        # -- the model page shows the evaluation report -----------------------------------------
-        sidebar_page(browser, "Model")
-        wait.until(EC.text_to_be_present_in_element((By.TAG_NAME, "body"), "Per-class F1"))
-        wait.until(lambda d: len(d.find_elements(By.CSS_SELECTOR, "[data-testid='stImage'] img")) >= 3)
-        assert "Weighted F1" in browser.find_element(By.TAG_NAME, "body").text
-        browser.set_window_size(1280, 4000)  # the whole page in one screenshot
-        time.sleep(1.0)
-        shot = tmp_path / "e2e-model-page.png"
-        assert browser.save_screenshot(str(shot))
-        shots.append(shot)
-    except Exception:
-        keep_failure(browser, tmp_path, "e2e-failure", shots)
-        raise
+            # -- the web app in Chromium ------------------------------------------------------------
+            assert wait_http(f"http://{LOOPBACK}:{ui_port}/_stcore/health", ui, ui_log) == b"ok"
+            wait = WebDriverWait(browser, 60)
+            browser.get(f"http://{LOOPBACK}:{ui_port}/")
+            field = wait.until(EC.element_to_be_clickable((By.CSS_SELECTOR, "input[aria-label='Title (required)']")))
+            field.send_keys(title)
+            browser.find_element(By.CSS_SELECTOR, "textarea[aria-label='Description']").send_keys(
+                "Très bon état, livraison rapide")
+            browser.find_element(By.CSS_SELECTOR, "input[type='file']").send_keys(str(pic))
+            wait.until(EC.text_to_be_present_in_element((By.CSS_SELECTOR, "[data-testid='stFileUploader']"),
+                                                        "pool.jpg"))
+            submit = next(b for b in browser.find_elements(By.TAG_NAME, "button") if "Find categories" in b.text)
+            submit.click()
+            wait.until(EC.text_to_be_present_in_element((By.TAG_NAME, "body"), "Top 3 categories"))
+            bars = 9 if fused else 6  # top 3, then the text's (and the photo's) own top 3
+            wait.until(lambda d: len(d.find_elements(By.CSS_SELECTOR, "[data-testid='stProgress']")) >= bars)
+            time.sleep(0.5)  # let the last elements paint before the screenshot
+            page = browser.find_element(By.TAG_NAME, "body").text
+            assert f"1. {expected['name']} ({expected['code']})" in page
+            assert ("reads text only" in page) != fused
+            assert "Needs review" in page or "can be filed automatically" in page
+            assert "What each part said" in page
+            # The explanation under the answer: the seller's own words highlighted, the heat map.
+            wait.until(EC.text_to_be_present_in_element((By.TAG_NAME, "body"), "Why this category"))
+            assert browser.find_elements(By.CSS_SELECTOR, "mark")
+            if fused:
+                wait.until(EC.text_to_be_present_in_element((By.TAG_NAME, "body"), "Photo regions behind"))
+            save_shot(browser, tmp_path / "e2e-seller-page.png", shots)
+
+            # -- the review page: a correction posted to the API, decided in the browser ------------
+            for n, text in enumerate((title, "Lot de 3 articles neufs")):
+                req = urllib.request.Request(
+                    f"http://{LOOPBACK}:{api_port}/v1/feedback", method="POST",
+                    data=json.dumps({"id": f"e2e-{n}", "title": text, "description": "Très bon état",
+                                     "label": expected["code"]}).encode(),
+                    headers={"Content-Type": "application/json"})
+                with urllib.request.urlopen(req, timeout=30) as resp:
+                    assert resp.status == 201
+            decide_in_browser(browser, shots, tmp_path, review_db)
+
+            # -- the model page shows the evaluation report -----------------------------------------
+            sidebar_page(browser, "Model")
+            wait.until(EC.text_to_be_present_in_element((By.TAG_NAME, "body"), "Per-class F1"))
+            wait.until(lambda d: len(d.find_elements(By.CSS_SELECTOR, "[data-testid='stImage'] img")) >= 3)
+            assert "Weighted F1" in browser.find_element(By.TAG_NAME, "body").text
+            browser.set_window_size(1280, 4000)  # the whole page in one screenshot
+            time.sleep(1.0)
+            save_shot(browser, tmp_path / "e2e-model-page.png", shots)
     finally:
-        keep_artifacts(shots)
         api_rc, ui_rc = stop(api), stop(ui)
     # Clean shutdown on SIGTERM: both stop by themselves (uvicorn re-raises the signal once it
     # has finished, hence -15), the API after unloading the model.

@@ -29,9 +29,9 @@ from test_e2e_browser import (  # noqa: F401  (browser: the shared fixture)
     WebDriverWait,
     browser,
     free_port,
-    keep_artifacts,
-    keep_failure,
+    save_shot,
     settled,
+    shots_kept,
     start,
     stop,
     wait_http,
@@ -121,43 +121,37 @@ def test_seller_page_lists_and_boxes_the_words_read_on_an_uploaded_photo(
 
     port, log = free_port(), tmp_path / "ui.log"
     ui = start(["ui", "--model", str(model_dir), "--host", LOOPBACK, "--port", str(port)], log)
-    shots = []
     try:
-        assert wait_http(f"http://{LOOPBACK}:{port}/_stcore/health", ui, log, timeout=WAIT_S) == b"ok"
-        wait = WebDriverWait(browser, WAIT_S, poll_frequency=0.5)
-        browser.get(f"http://{LOOPBACK}:{port}/")
-        field = wait.until(EC.element_to_be_clickable((By.CSS_SELECTOR,
-                                                       "input[aria-label='Title (required)']")))
-        field.send_keys(title)
-        browser.find_element(By.CSS_SELECTOR, "input[type='file']").send_keys(str(pic))
-        wait.until(EC.text_to_be_present_in_element((By.CSS_SELECTOR, "[data-testid='stFileUploader']"),
-                                                    "upload.jpg"))
-        next(b for b in browser.find_elements(By.TAG_NAME, "button") if "Find categories" in b.text).click()
-        wait.until(EC.text_to_be_present_in_element((By.TAG_NAME, "body"), "Words read on the photo"))
-        wait.until(boxed_image)
-        wait.until(EC.text_to_be_present_in_element((By.TAG_NAME, "body"), "Why this category"))
-        wait.until(settled)
-        src = wait.until(boxed_image).get_attribute("src")  # found again: the page has settled
+        with shots_kept(browser, tmp_path, "e2e-ocr-failure") as shots:
+            assert wait_http(f"http://{LOOPBACK}:{port}/_stcore/health", ui, log, timeout=WAIT_S) == b"ok"
+            wait = WebDriverWait(browser, WAIT_S, poll_frequency=0.5)
+            browser.get(f"http://{LOOPBACK}:{port}/")
+            field = wait.until(EC.element_to_be_clickable((By.CSS_SELECTOR,
+                                                           "input[aria-label='Title (required)']")))
+            field.send_keys(title)
+            browser.find_element(By.CSS_SELECTOR, "input[type='file']").send_keys(str(pic))
+            wait.until(EC.text_to_be_present_in_element((By.CSS_SELECTOR, "[data-testid='stFileUploader']"),
+                                                        "upload.jpg"))
+            next(b for b in browser.find_elements(By.TAG_NAME, "button") if "Find categories" in b.text).click()
+            wait.until(EC.text_to_be_present_in_element((By.TAG_NAME, "body"), "Words read on the photo"))
+            wait.until(boxed_image)
+            wait.until(EC.text_to_be_present_in_element((By.TAG_NAME, "body"), "Why this category"))
+            wait.until(settled)
+            src = wait.until(boxed_image).get_attribute("src")  # found again: the page has settled
 
-        page = browser.find_element(By.TAG_NAME, "body").text
-        assert f"1. {expected['name']} ({expected['code']})" in page
-        assert "reads the words on the photo" in page
-        # Both words are listed; the class word is marked by its weight for the answer.
-        assert "PISCINE" in page and "JARDIN" in page
-        assert any("PISCINE" in m.text for m in browser.find_elements(By.CSS_SELECTOR, "mark"))
-        # The boxed photo is the upload with outlines drawn on it: the upload has no colour.
-        with urllib.request.urlopen(src, timeout=30) as resp:
-            boxed = resp.read()
-        assert coloured_pixels(pic.read_bytes()) == 0
-        assert coloured_pixels(boxed) > 200
-        shot = tmp_path / "e2e-ocr-seller-page.png"
-        assert browser.save_screenshot(str(shot))
-        shots.append(shot)
-    except Exception:
-        keep_failure(browser, tmp_path, "e2e-ocr-failure", shots)
-        raise
+            page = browser.find_element(By.TAG_NAME, "body").text
+            assert f"1. {expected['name']} ({expected['code']})" in page
+            assert "reads the words on the photo" in page
+            # Both words are listed; the class word is marked by its weight for the answer.
+            assert "PISCINE" in page and "JARDIN" in page
+            assert any("PISCINE" in m.text for m in browser.find_elements(By.CSS_SELECTOR, "mark"))
+            # The boxed photo is the upload with outlines drawn on it: the upload has no colour.
+            with urllib.request.urlopen(src, timeout=30) as resp:
+                boxed = resp.read()
+            assert coloured_pixels(pic.read_bytes()) == 0
+            assert coloured_pixels(boxed) > 200
+            save_shot(browser, tmp_path / "e2e-ocr-seller-page.png", shots)
     finally:
-        keep_artifacts(shots)
         rc = stop(ui)
     assert rc in (0, -15), log.read_text()[-2000:]
     assert "Traceback" not in log.read_text()
