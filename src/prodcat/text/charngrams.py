@@ -7,6 +7,12 @@ a word boundary, so a document's n-gram counts are the sum of its words' n-gram 
 listings has a few hundred thousand distinct words against tens of millions of word occurrences),
 so slicing each distinct word once and letting a sparse product do the rest gives the same matrix,
 column for column, several times faster.
+
+A fitted transformer also remembers the columns of the words it has sliced (up to
+:data:`REMEMBERED_WORDS` of them, forgotten all at once beyond): batches of one catalogue repeat
+most of their words, and a batch's character n-grams then cost a lookup per distinct word
+instead of a slice and a lookup per n-gram (about 0.04 ms less per listing, a tenth of the
+text model's n-gram work). The memory is not part of the model: it is never saved.
 """
 
 from __future__ import annotations
@@ -16,6 +22,10 @@ import scipy.sparse as sp
 from sklearn.base import BaseEstimator, TransformerMixin
 from sklearn.feature_extraction.text import CountVectorizer, TfidfTransformer
 from sklearn.utils.validation import check_is_fitted
+
+#: Distinct words whose columns a fitted :class:`WordCharTfidf` keeps between transforms
+#: (a few MB; about 300 bytes a word).
+REMEMBERED_WORDS = 50_000
 
 
 def split_words(doc: str) -> list[str]:
@@ -68,14 +78,43 @@ class WordCharTfidf(TransformerMixin, BaseEstimator):
         m.sum_duplicates()
         return m
 
+    def _known_word_matrix(self, words) -> sp.csr_matrix:
+        """:meth:`_word_matrix` of a fitted transformer, through the remembered words' columns."""
+        memory = self.__dict__.get("_word_columns")
+        if memory is None or len(memory) > REMEMBERED_WORDS:
+            memory = self._word_columns = {}
+        min_n, max_n = self.ngram_range
+        vocabulary = self.vocabulary_
+        rows = []
+        for word in words:
+            columns = memory.get(word)
+            if columns is None:
+                columns = memory[word] = np.array(
+                    [j for g in word_char_ngrams(word, min_n, max_n) if (j := vocabulary.get(g)) is not None],
+                    dtype=np.int64)
+            rows.append(columns)
+        indptr = np.zeros(len(rows) + 1, dtype=np.int64)
+        np.cumsum(np.fromiter(map(len, rows), dtype=np.int64, count=len(rows)), out=indptr[1:])
+        indices = np.concatenate(rows) if rows else np.zeros(0, dtype=np.int64)
+        m = sp.csr_matrix((np.ones(len(indices), dtype=np.int32), indices, indptr),
+                          shape=(len(rows), len(vocabulary)))
+        m.sum_duplicates()
+        return m
+
     def _counts(self, docs, vocabulary: dict[str, int], grow: bool) -> sp.csr_matrix:
         words = CountVectorizer(analyzer=split_words, dtype=np.int32)
         try:
             doc_words = words.fit_transform(docs)
         except ValueError:  # no words at all in this batch
             return sp.csr_matrix((len(docs), len(vocabulary)), dtype=np.int32)
-        word_grams = self._word_matrix(words.get_feature_names_out(), vocabulary, grow)
+        names = words.get_feature_names_out()
+        word_grams = self._word_matrix(names, vocabulary, grow) if grow else self._known_word_matrix(names)
         return (doc_words @ word_grams).tocsr()
+
+    def __getstate__(self):
+        state = super().__getstate__()
+        state.pop("_word_columns", None)  # a cache of this process, not part of the model
+        return state
 
     def fit(self, raw_documents, y=None):
         self.fit_transform(raw_documents)
@@ -84,6 +123,7 @@ class WordCharTfidf(TransformerMixin, BaseEstimator):
     def fit_transform(self, raw_documents, y=None):
         docs = list(raw_documents)
         vocabulary: dict[str, int] = {}
+        self._word_columns = None  # columns change with the vocabulary
         counts = self._counts(docs, vocabulary, grow=True)
         keep = np.ones(counts.shape[1], dtype=bool)
         if self.min_df > 1:

@@ -39,7 +39,7 @@ from prodcat.fusion.fusers import LateFusion, probability_blocks
 from prodcat.params import Integral, Interval, StrOptions, check_params
 from prodcat.registry import Registry
 from prodcat.text.dense import DenseTextClassifier
-from prodcat.text.encoders import SMALL_REQUEST_TEXTS, TEXT_ENCODERS, installed_version
+from prodcat.text.encoders import TEXT_ENCODERS, installed_version
 from prodcat.text.features import sharing_tfidf
 from prodcat.text.model import TextClassifier
 from prodcat.text.platt import out_of_fold_folds
@@ -344,11 +344,6 @@ class TextEnsemble(ClassifierMixin, BaseEstimator):
     def predict_proba(self, X) -> np.ndarray:
         check_is_fitted(self, "members_")
         with sharing_tfidf():  # members with the same n-grams transform X once
-            if len(X) >= SMALL_REQUEST_TEXTS:  # a batch: encode while the n-grams are counted
-                for member in self.members_.values():
-                    features = getattr(member, "features_", None)
-                    if features is not None:
-                        features.prefetch_dense(X)
             probas = {n: self._place(m, m.predict_proba(X)) for n, m in self.members_.items()}
         return sharpen(self._pool(probas, self._abstaining(X)), self.power_)
 

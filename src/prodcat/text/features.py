@@ -4,9 +4,7 @@ optionally a dense sentence embedding beside them."""
 from __future__ import annotations
 
 import copy
-import threading
 from collections.abc import Iterator
-from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from contextvars import ContextVar
 
@@ -41,19 +39,6 @@ def sharing_tfidf() -> Iterator[None]:
         _SHARED.reset(token)
 
 
-_BACKGROUND: ThreadPoolExecutor | None = None
-_BACKGROUND_LOCK = threading.Lock()
-
-
-def _background() -> ThreadPoolExecutor:
-    """The thread that encodes dense blocks ahead of need (:meth:`TfidfFeatures.prefetch_dense`)."""
-    global _BACKGROUND
-    with _BACKGROUND_LOCK:
-        if _BACKGROUND is None:
-            _BACKGROUND = ThreadPoolExecutor(1, thread_name_prefix="prodcat-dense")
-        return _BACKGROUND
-
-
 def _listings_digest(X) -> int:
     # Python's own hash of the strings: pandas' hash_pandas_object cost ~0.5 ms on one listing
     # (more than the linear heads), and this is as fast on a batch. A key within one process.
@@ -66,7 +51,7 @@ def _listings_digest(X) -> int:
 
 def _shared_digest(shared: dict, X) -> int:
     """:func:`_listings_digest` of ``X``, hashed once per :func:`sharing_tfidf` block: every
-    member asks for it (sparse blocks, the prefetched dense block), and on one listing hashing
+    member asks for it, and on one listing hashing
     costs more than the linear heads. Kept with ``X`` itself, so its ``id`` cannot be reused."""
     entry = shared.get(("digest", id(X)))
     if entry is None or entry[0] is not X:
@@ -157,32 +142,8 @@ class TfidfFeatures(TransformerMixin, BaseEstimator):
         encoder = getattr(self, "dense_encoder_", None)
         if encoder is None:
             return None
-        shared = _SHARED.get()
-        started = None if fitting or shared is None else shared.pop(self._prefetch_key(X), None)
-        if started is not None:
-            return started.result()
         emb = encoder.unit_embeddings(X, cache=self.dense_cache, fitting=fitting)
         return sp.csr_matrix(emb * np.float32(self.dense_weight), dtype=np.float32)
-
-    def _prefetch_key(self, X):
-        return "dense", id(self), _shared_digest(_SHARED.get(), X)
-
-    def prefetch_dense(self, X) -> None:
-        """Inside :func:`sharing_tfidf`, start encoding ``X``'s dense block on a background
-        thread; this transformer's next :meth:`transform` of ``X`` in the block takes it from
-        there.
-
-        The sentence encoder spends its time in BLAS products that release the GIL, the TF-IDF
-        transforms in Python that holds it: an ensemble that starts the first while its other
-        members do the second keeps both cores busy on a batch instead of one after the other.
-        """
-        check_is_fitted(self, "blocks_")
-        shared = _SHARED.get()
-        if shared is None or getattr(self, "dense_encoder_", None) is None:
-            return
-        key = self._prefetch_key(X)
-        if key not in shared:
-            shared[key] = _background().submit(self._dense_block, X, fitting=False)
 
     def fit(self, X, y=None):
         self.fit_transform(X)
