@@ -158,42 +158,39 @@ class SharedPieceForward:
         window = net._window_index(starts, lens, n_tokens)
         window_rows = np.append(where, len(tables.embedding))[window]
 
+        # Per token: [embedding | branch 2 | branch 3 | branch 5], each branch two residual
+        # convolutions over its window.
         feats = np.empty((n_tokens, net._feat_dim), dtype=np.float32)
         feats[:, :emb_dim] = tables.embedding[where]
-        buf = np.empty((n_tokens + 1, width), dtype=np.float32)
-        buf[n_tokens] = 0.0
+        padded = np.zeros((n_tokens + 1, width), dtype=np.float32)  # last row: outside the text
         for i, (order, left) in enumerate(ops._ORDERS):
             cols = slice(max_left - left, max_left - left + order)
             products, rows = tables.window_products[i], window_rows[:, cols]
-            h = products[rows[:, 0], 0]
+            first = products[rows[:, 0], 0]
             for k in range(1, order):
-                h += products[rows[:, k], k]
-            h += net.b1[i]
-            np.maximum(h, 0, out=h)
-            h += tables.projected[where, i * width:(i + 1) * width]
-            buf[:n_tokens] = h
-            c2 = buf[window[:, cols]].reshape(n_tokens, order * width) @ net.w2[i]
-            c2 += net.b2[i]
-            np.maximum(c2, 0, out=c2)
-            c2 += h
-            feats[:, emb_dim + i * width:emb_dim + (i + 1) * width] = c2
-        del buf
+                first += products[rows[:, k], k]
+            first += net.b1[i]
+            np.maximum(first, 0, out=first)
+            first += tables.projected[where, i * width:(i + 1) * width]
+            padded[:n_tokens] = first
+            second = padded[window[:, cols]].reshape(n_tokens, order * width) @ net.w2[i]
+            second += net.b2[i]
+            np.maximum(second, 0, out=second)
+            second += first
+            feats[:, emb_dim + i * width:emb_dim + (i + 1) * width] = second
+        del padded
         ops._layernorm(feats, net.ln_g, net.ln_b, net.eps)
-        # From here on, the package's sentence-level head, unchanged.
-        mean = np.add.reduceat(feats, starts, axis=0) @ net.cnn_W
-        flens = lens.astype(np.float32)
-        mean += flens[:, None] * net.cnn_b
-        mean *= np.reciprocal(np.sqrt(flens))[:, None]
-        y0 = np.maximum(mean @ net.d0, 0)
-        y1 = mean @ net.p1
-        y1 += y0 @ net.d1
-        np.maximum(y1, 0, out=y1)
-        y2 = np.maximum(y1 @ net.d2, 0)
-        z = y1 @ net.p3
-        z += y2 @ net.d3
-        np.tanh(z, out=z)
-        z *= np.reciprocal(np.sqrt(np.clip(np.einsum("ij,ij->i", z, z), net.eps, None)))[:, None]
-        out[:] = z
+        out[:] = self._sentence_vectors(np.add.reduceat(feats, starts, axis=0), lens)
+
+    def _sentence_vectors(self, token_sums: np.ndarray, lens: np.ndarray) -> np.ndarray:
+        """USE's sentence head (per text, cheap): the summed token features projected and scaled
+        by one over the root of the length, two ReLU layers with linear skips, tanh, unit norm."""
+        net = self.net
+        n = lens.astype(np.float32)[:, None]
+        pooled = (token_sums @ net.cnn_W + n * net.cnn_b) / np.sqrt(n)
+        hidden = np.maximum(pooled @ net.p1 + np.maximum(pooled @ net.d0, 0) @ net.d1, 0)
+        z = np.tanh(hidden @ net.p3 + np.maximum(hidden @ net.d2, 0) @ net.d3)
+        return z / np.sqrt(np.maximum(np.einsum("ij,ij->i", z, z), net.eps))[:, None]
 
 
 def _spans(pieces: list[list[int]], max_tokens: int) -> list[tuple[int, int]]:
