@@ -209,13 +209,23 @@ def baseline_texts(frame: pd.DataFrame) -> list[str]:
             for t, d in zip(title, description, strict=True)]
 
 
-def layouts_table(layouts: dict[str, dict[str, dict]]) -> str:
+def layouts_table(layouts: dict[str, dict[str, dict]], spreads: dict[str, dict] | None = None) -> str:
     """Markdown: weighted F1 per field layout, prodcat against the recipe (``layouts`` as
-    ``{"prodcat": layout_scores(...), "recipe": layout_scores(...)}``)."""
-    rows = [[name, p["weighted_f1"], layouts["recipe"][name]["weighted_f1"],
-             f"{100 * (p['weighted_f1'] - layouts['recipe'][name]['weighted_f1']):+.2f}"]
-            for name, p in layouts["prodcat"].items()]
-    return markdown_table(["layout", "prodcat", "recipe", "delta (points)"], rows, digits=4)
+    ``{"prodcat": layout_scores(...), "recipe": layout_scores(...)}``); with ``spreads`` (per
+    layout: the per-fold delta's mean, sd and folds better), a column saying how sure each
+    delta is."""
+    headers = ["layout", "prodcat", "recipe", "delta (points)"]
+    if spreads:
+        headers.append("per fold: delta mean ± sd (folds better)")
+    rows = []
+    for name, p in layouts["prodcat"].items():
+        recipe = layouts["recipe"][name]["weighted_f1"]
+        row = [name, p["weighted_f1"], recipe, f"{100 * (p['weighted_f1'] - recipe):+.2f}"]
+        if spreads:
+            s = spreads[name]
+            row.append(f"{s['mean']:+.2f} ± {s['sd']:.2f} ({s['folds_better']}/{s['folds']})")
+        rows.append(row)
+    return markdown_table(headers, rows, digits=4)
 
 
 def precision_coverage_table(cover: dict[str, list[dict]]) -> str:

@@ -262,6 +262,8 @@ def main(argv: list[str] | None = None) -> int:
     folds, spread = fold_table(y, cv.folds, cv.proba, base["given"], classes)
     layouts = {"prodcat": layout_scores(y, cv.layouts, classes),
                "recipe": layout_scores(y, base, classes)}
+    layout_folds = {name: fold_table(y, cv.folds, cv.layouts[name], base[name], classes)[1]
+                    for name in layouts["prodcat"]}
     cover = {"prodcat": coverage_at_precision(cv.proba, y_idx),
              "recipe": coverage_at_precision(base["given"], y_idx)}
     promise = model_promise(cv.proba, y, classes, cv.thresholds, 0.95) if cv.thresholds is not None else None
@@ -291,7 +293,7 @@ def main(argv: list[str] | None = None) -> int:
         f"prodcat better on {spread['folds_better']} of {spread['folds']} folds.",
         markdown_table(["fold", "prodcat", "recipe", "delta (points)"], fold_rows, digits=4),
         "Field layouts (the same test listings as other feeds deliver them), weighted F1:",
-        layouts_table(layouts),
+        layouts_table(layouts, layout_folds),
         "Share filed automatically at a target precision (best threshold on the outer-fold answers):",
         precision_coverage_table(cover),
     ]
@@ -324,7 +326,7 @@ def main(argv: list[str] | None = None) -> int:
         payload = {"benchmark": "quality", "name": name, "data": str(args.data), "n": len(catalog),
                    "n_classes": int(catalog.y.nunique()), "folds": args.folds, "seed": args.seed,
                    "prodcat": res["prodcat"], "baseline": res["recipe"], "delta_points": delta,
-                   "per_fold": folds, "fold_delta": spread, "layouts": layouts,
+                   "per_fold": folds, "fold_delta": spread, "layouts": layouts, "layout_folds": layout_folds,
                    "precision_coverage": cover, "threshold_promise": promise, "photo": photo,
                    "ocr": ocr_comp, "unlabelled": str(args.unlabelled) if args.unlabelled else None,
                    "members": list(members) if members else None,
