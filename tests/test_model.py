@@ -370,3 +370,14 @@ def test_classifier_checks_its_parameters_first():
         Classifier(fusion="magic").fit(X, ["x", "y", "x", "y"])
     with pytest.raises(ValueError, match="inconsistent numbers of samples"):
         Classifier().fit(X, ["x", "y", "x"])
+
+
+def test_loading_a_model_leaves_the_plotting_library_out():
+    """A fresh process that serves or batch-predicts imports what loading a model needs, not
+    Matplotlib (a fifth of the cold load): only writing a report draws."""
+    import subprocess
+    import sys
+
+    code = "import sys, prodcat.model, prodcat.evaluation; print('matplotlib' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"

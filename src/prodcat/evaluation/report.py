@@ -15,8 +15,6 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 
 import numpy as np
-from matplotlib.backends.backend_agg import FigureCanvasAgg
-from matplotlib.figure import Figure
 
 _NAME_WIDTH = 28
 
@@ -106,8 +104,7 @@ def _plot_confusion(metrics: Mapping, path: Path) -> bool:
     margin = max(len(t) for t in ticks) * font * 0.6 / 72 + 0.6
     top, right = 0.6, 1.3
     width, height = margin + side + right, margin + side + top
-    fig = Figure(figsize=(width, height))
-    FigureCanvasAgg(fig)
+    fig = _figure(figsize=(width, height))
     ax = fig.add_axes((margin / width, margin / height, side / width, side / height))
     cax = fig.add_axes(((margin + side + 0.25) / width, margin / height, 0.2 / width,
                         side / height))
@@ -128,12 +125,23 @@ def _plot_confusion(metrics: Mapping, path: Path) -> bool:
     return True
 
 
+def _figure(**options):
+    """A Matplotlib figure drawn by Agg. Imported here, not at module level: loading a model
+    imports this package (its automation thresholds), and Matplotlib alone cost a fifth of a
+    fresh process's model load."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    fig = Figure(**options)
+    FigureCanvasAgg(fig)
+    return fig
+
+
 def _plot_reliability(metrics: Mapping, path: Path) -> bool:
     bins = [b for b in metrics.get("reliability") or [] if b.get("count")]
     if not bins:
         return False
-    fig = Figure(figsize=(6.0, 7.0), layout="constrained")
-    FigureCanvasAgg(fig)
+    fig = _figure(figsize=(6.0, 7.0), layout="constrained")
     ax, hist = fig.subplots(2, 1, sharex=True, height_ratios=[3, 1])
     lower = np.array([b["lower"] for b in bins])
     width = np.array([b["upper"] - b["lower"] for b in bins])
