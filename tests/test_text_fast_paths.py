@@ -65,6 +65,25 @@ def test_remembered_words_give_the_same_matrix_and_are_not_saved(monkeypatch):
     assert ours.transform(["manette"]).nnz == 0
 
 
+@pytest.mark.parametrize("options", [{"ngram_range": (1, 2)}, {"ngram_range": (1, 1)},
+                                     {"ngram_range": (1, 2), "min_df": 2, "sublinear_tf": False},
+                                     {"ngram_range": (1, 3)}, {"ngram_range": (1, 2), "lowercase": True}])
+def test_word_ngrams_fast_path_gives_sklearns_matrix(options):
+    """prodcat's vectorizers take the fast path, others scikit-learn's: the same matrix both ways."""
+    from prodcat.text.wordngrams import _takes_fast_path, transform_block
+
+    params = {"analyzer": "word", "token_pattern": r"(?u)\b\w+\b", "lowercase": False,
+              "sublinear_tf": True, "dtype": np.float32, **options}
+    vectorizer = TfidfVectorizer(**params).fit(DOCS)
+    new = ["manette ps5 noire manette noire", "", "Roman de poche poche", "x y z", "ps4 pro ps4 pro"]
+    expected = vectorizer.transform(new)
+    got = transform_block(vectorizer, new)
+    assert _takes_fast_path(vectorizer) == (options["ngram_range"] != (1, 3) and "lowercase" not in options)
+    assert got.dtype == expected.dtype and got.shape == expected.shape
+    np.testing.assert_allclose(got.toarray(), expected.toarray(), rtol=1e-6)
+    assert got.has_sorted_indices
+
+
 def test_transform_of_empty_batch_has_no_rows_set():
     ours = WordCharTfidf().fit(DOCS)
     out = ours.transform(["", "   "])

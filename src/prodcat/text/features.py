@@ -17,6 +17,7 @@ from sklearn.utils.validation import check_is_fitted
 from prodcat.text.charngrams import WordCharTfidf
 from prodcat.text.cleaning import clean_text, frame_text_views
 from prodcat.text.encoders import SentenceEncoder, create_text_encoder
+from prodcat.text.wordngrams import transform_block
 
 #: Fitted sparse blocks by (n-gram options, listings' digest), inside :func:`sharing_tfidf` only.
 _SHARED: ContextVar[dict | None] = ContextVar("prodcat_shared_tfidf", default=None)
@@ -187,7 +188,7 @@ class TfidfFeatures(TransformerMixin, BaseEstimator):
 
         def transform_blocks():
             sources = self._sources(X)
-            return sp.hstack([vec.transform(sources[src]) for _, src, vec in self.blocks_],
+            return sp.hstack([transform_block(vec, sources[src]) for _, src, vec in self.blocks_],
                              format="csr", dtype=np.float32)
 
         sparse = self._sparse(X, self._shared_key(X, "transform"), transform_blocks)
