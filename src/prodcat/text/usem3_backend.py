@@ -6,7 +6,8 @@ Two things here replace slow parts of the package, each checked against the pack
 - :class:`NativeUsem3Tokenizer`: the ``sentencepiece`` library instead of the package's pure
   Python port (same pieces, 25x faster).
 - :class:`SharedPieceForward`: the package's forward pass, arranged so that work that depends on
-  a piece alone is done once per distinct piece of a batch instead of once per occurrence.
+  a piece alone is done once per distinct piece of a group of texts instead of once per
+  occurrence.
 
 Why the second one pays: in USE v3 every piece's embedding goes through a projection and a layer
 norm, then each CNN branch's first convolution sums one matrix product per window position. The
@@ -17,8 +18,8 @@ for the distinct pieces and gathered per token; only the second convolution, whi
 first one's context-dependent output, still runs per token. Same arithmetic, summed in another
 order: vectors differ from the package's by a few 1e-7 (cosine ≥ 0.9999996 on real titles), the
 size of the difference between BLAS thread counts, so the embedding cache's keys do not change.
-On the Rakuten titles, one thread: 1.5x the package's throughput; ``benchmarks/predict_speed.py``
-has the batch figure.
+On the Rakuten titles, one thread, calls of 512: 1.4x the package's throughput
+(``benchmarks/text_encoder_speed.py``; ``benchmarks/predict_speed.py`` has the batch figure).
 """
 
 from __future__ import annotations
