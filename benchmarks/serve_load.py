@@ -68,27 +68,13 @@ def prodcat_bin() -> list[str]:
     return [str(exe)] if exe.exists() else [sys.executable, "-m", "prodcat.cli"]
 
 
-def reusable(bundle: Path) -> bool:
-    """Whether a bundle left by an earlier run still loads with this code (else it is retrained)."""
-    if not (bundle / "manifest.json").is_file():
-        return False
-    from prodcat.errors import ProdcatError
-    from prodcat.model import load_bundle
-
-    try:
-        load_bundle(bundle)
-        return True
-    except ProdcatError:
-        shutil.rmtree(bundle, ignore_errors=True)
-        return False
-
-
 def train_bundle(data: Path, out: Path, fmt: str = "auto") -> Path:
-    """A bundle trained on ``data`` (no cross-validation: only its speed matters here)."""
-    if reusable(out):
-        return out
+    """A text-only bundle trained on ``data`` by today's code (no cross-validation: only its
+    speed matters here; ``prodcat train``'s fit cache makes a second run quick). Text only even
+    when the data has photos, which ``prodcat train`` would otherwise use."""
+    shutil.rmtree(out, ignore_errors=True)
     subprocess.run([*prodcat_bin(), "train", "--data", str(data), "--format", fmt, "--out", str(out),
-                    "--cv", "0"], check=True, stdout=subprocess.DEVNULL)
+                    "--cv", "0", "--image-encoder", "none"], check=True, stdout=subprocess.DEVNULL)
     return out
 
 
@@ -107,9 +93,9 @@ def image_modality_available() -> str | None:
 
 
 def train_fused_bundle(data: Path, out: Path) -> Path:
-    """A text+image bundle (the image encoder's ONNX export must be cached or exportable)."""
-    if reusable(out):
-        return out
+    """A text+image bundle trained by today's code (the image encoder's ONNX export must be
+    cached or exportable)."""
+    shutil.rmtree(out, ignore_errors=True)
     import warnings
 
     from prodcat.data import read_catalog
