@@ -24,7 +24,7 @@ from sklearn.feature_extraction.text import CountVectorizer, TfidfTransformer
 from sklearn.utils.validation import check_is_fitted
 
 #: Distinct words whose columns a fitted :class:`WordCharTfidf` keeps between transforms
-#: (a few MB; about 300 bytes a word).
+#: (about 300 bytes a word: 15 MB at most).
 REMEMBERED_WORDS = 50_000
 
 
