@@ -583,10 +583,13 @@ def test_fit_cache_folders_and_key_are_private(fit_cache, trained):
     assert stat.S_IMODE(fit_cache_key_path().stat().st_mode) == 0o600
     folders = [fit_cache, *[p for p in fit_cache.rglob("*") if p.is_dir()]]
     assert len(folders) > 3 and all(stat.S_IMODE(p.stat().st_mode) == 0o700 for p in folders)
-    assert list(fit_cache.rglob("output.pkl.hmac"))
+    assert list(fit_cache.rglob("output.hmac"))
 
 
-def test_a_forged_fit_cache_entry_is_never_unpickled(fit_cache, trained, tmp_path):
+def test_fit_cache_entries_are_safe_state_and_forged_ones_are_never_read(fit_cache, trained, tmp_path):
+    """Entries are the bundles' data format, not pickles; an entry changed by someone else, or a
+    pickle where an entry should be (an older prodcat's, or a planted one), is a miss."""
+    from prodcat.model.fitcache import OUTPUT_ARRAYS, OUTPUT_TREE
     from prodcat.text import TextClassifier
 
     _, catalog = trained
@@ -596,20 +599,28 @@ def test_a_forged_fit_cache_entry_is_never_unpickled(fit_cache, trained, tmp_pat
         return Classifier(text=TextClassifier(), memory=str(memory)).fit(catalog.X, catalog.y)
 
     first = fit()
+    assert not list(memory.rglob("*.pkl"))
+    entries = sorted(p.parent for p in memory.rglob(OUTPUT_TREE))
+    assert entries
     canary = tmp_path / "ran"
-    entries = sorted(memory.rglob("output.pkl"))
-    for entry in entries:  # another user's (or an old prodcat's) pickle, without our signature
-        joblib.dump(Canary(canary), entry)
-    with pytest.warns(UserWarning, match="not signed with your key"):
+    for i, entry in enumerate(entries):
+        if i % 2:  # changed arrays: the signature no longer matches
+            (entry / OUTPUT_ARRAYS).write_bytes((entry / OUTPUT_ARRAYS).read_bytes() + b"\0")
+        else:  # a planted pickle instead of the entry
+            for name in (OUTPUT_TREE, OUTPUT_ARRAYS):
+                (entry / name).unlink()
+            joblib.dump(Canary(canary), entry / "output.pkl")
+    with pytest.warns(UserWarning, match="not signed with your key|is a pickle"):
         second = fit()
     assert not canary.exists()
     np.testing.assert_array_equal(second.predict_proba(catalog.X), first.predict_proba(catalog.X))
-    # Refitted entries are signed again: a third run loads them, without a warning.
+    # Refitted entries are written again: a third run loads them, without a warning.
     import warnings
 
     with warnings.catch_warnings():
         warnings.simplefilter("error")
-        fit()
+        third = fit()
+    np.testing.assert_array_equal(third.predict_proba(catalog.X), first.predict_proba(catalog.X))
 
 
 def test_a_fit_cache_key_others_can_read_turns_the_cache_off(fit_cache, trained):

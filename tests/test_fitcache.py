@@ -113,5 +113,36 @@ def test_the_cache_stays_under_its_size_limit(trained, tmp_path, monkeypatch):
     full = sum(f.stat().st_size for f in tmp_path.rglob("*") if f.is_file())
     monkeypatch.setenv("PRODCAT_FIT_CACHE_LIMIT", "1K")
     Classifier(memory=tmp_path, threshold=0.5).fit(catalog.X.iloc[:-1], catalog.y[:-1])
-    trimmed = sum(f.stat().st_size for f in tmp_path.rglob("*.pkl") if f.is_file())
+    trimmed = sum(f.stat().st_size for f in tmp_path.rglob("*") if f.is_file())
     assert full > 10_000 and trimmed < full
+
+
+def test_a_result_the_safe_format_cannot_hold_is_handed_on_but_not_remembered(tmp_path, monkeypatch):
+    """The first run hands on the stored copy of what it remembers; what cannot be stored (a
+    function) is handed on as fitted, with a warning, and computed again next time."""
+    from joblib._store_backends import CacheWarning
+
+    from prodcat.model.fitcache import remembered
+
+    monkeypatch.setenv("PRODCAT_CACHE_DIR", str(tmp_path / "cache"))
+    memory = fit_memory(str(tmp_path / "fits"))
+    calls = []
+
+    def fit_numbers(n, code=None):
+        calls.append(n)
+        return {"weights": np.arange(n, dtype=np.float32), "n": n}
+
+    def fit_function(n):
+        calls.append(-n)
+        return lambda x: x + n
+
+    first = remembered(memory, fit_numbers)(3)
+    again = remembered(memory, fit_numbers)(3)
+    assert calls == [3] and first is not again
+    np.testing.assert_array_equal(first["weights"], again["weights"])
+    with pytest.warns(CacheWarning, match="could not remember"):
+        f = remembered(memory, fit_function)(2)
+    assert f(1) == 3
+    with pytest.warns(CacheWarning):
+        remembered(memory, fit_function)(2)
+    assert calls == [3, -2, -2]

@@ -34,6 +34,7 @@ from test_e2e_browser import (  # noqa: F401  (browser: the shared fixture)
     shots_kept,
     start,
     stop,
+    submit_until,
     wait_http,
 )
 
@@ -132,8 +133,7 @@ def test_seller_page_lists_and_boxes_the_words_read_on_an_uploaded_photo(
             browser.find_element(By.CSS_SELECTOR, "input[type='file']").send_keys(str(pic))
             wait.until(EC.text_to_be_present_in_element((By.CSS_SELECTOR, "[data-testid='stFileUploader']"),
                                                         "upload.jpg"))
-            next(b for b in browser.find_elements(By.TAG_NAME, "button") if "Find categories" in b.text).click()
-            wait.until(EC.text_to_be_present_in_element((By.TAG_NAME, "body"), "Words read on the photo"))
+            submit_until(browser, "Find categories", "Words read on the photo", timeout=WAIT_S)
             wait.until(boxed_image)
             wait.until(EC.text_to_be_present_in_element((By.TAG_NAME, "body"), "Why this category"))
             wait.until(settled)

@@ -8,10 +8,13 @@ listings, labels, embeddings and the unfitted estimator's parameters) plus
 :func:`source_fingerprint`, so editing prodcat's model code or upgrading scikit-learn never
 serves a stale model.
 
-The entries are joblib pickles, and unpickling runs whatever a pickle names: an entry is only
-loaded when its HMAC-SHA256, made with a per-user key (``<cache>/fit-cache.key``, mode 0600),
-matches its bytes and its call. An entry someone else wrote, changed or moved is a miss and is
-fitted again. The cache's folders are created 0700.
+An entry is stored in the bundles' own format (:mod:`prodcat.model.safe_state`: a JSON tree
+of allowlisted classes and an ``.npz`` of plain arrays), never as a pickle: reading an entry
+cannot run code, whoever wrote it. It is also signed: an entry is only read when its HMAC-SHA256,
+made with a per-user key (``<cache>/fit-cache.key``, mode 0600), matches its bytes and its call,
+so an entry someone else wrote, changed or moved (or a pickle left by an older prodcat) is a miss
+and is fitted again. The cache's folders are created 0700. A fit whose result the format cannot
+hold is not remembered (and says so).
 """
 
 from __future__ import annotations
@@ -19,19 +22,21 @@ from __future__ import annotations
 import hashlib
 import hmac
 import inspect
-import io
 import os
+import tempfile
+import threading
 import warnings
 from functools import lru_cache
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
-from joblib import Memory, numpy_pickle, register_store_backend
+from joblib import Memory, register_store_backend
 from joblib._store_backends import CacheWarning, FileSystemStoreBackend, concurrency_safe_write
 from sklearn.utils.validation import check_memory
 
 import prodcat
 from prodcat.errors import ConfigError
+from prodcat.model.safe_state import read_state, write_state
 from prodcat.model.signing import private_dir, private_key
 
 #: Parts of prodcat whose code decides what a fit produces.
@@ -51,8 +56,10 @@ DEFAULT_LIMIT = "5G"
 KEY_FILE = "fit-cache.key"
 #: joblib store backend name of :class:`SignedStoreBackend`.
 SIGNED_BACKEND = "prodcat-signed"
-OUTPUT = "output.pkl"
-SIGNATURE = "output.pkl.hmac"
+#: An entry's files: the state's tree, its arrays, and the signature of both.
+OUTPUT_TREE = "output.json.gz"
+OUTPUT_ARRAYS = "output.npz"
+SIGNATURE = "output.hmac"
 
 
 def default_fit_cache_dir() -> Path:
@@ -69,43 +76,59 @@ def fit_cache_key_path() -> Path:
 
 
 class SignedStoreBackend(FileSystemStoreBackend):
-    """joblib's file store, whose entries are signed when written and checked before unpickling.
+    """joblib's file store, whose entries are fitted models in the safe state format, signed when
+    written and checked before they are read.
 
-    The signature covers the call's id (function and argument hash) and the pickle's bytes, so
-    an entry copied to another call's folder is refused too. The pickle is read once and
-    unpickled from memory: the bytes checked are the bytes loaded.
+    The signature covers the call's id (function and argument hash) and both files' bytes, so an
+    entry copied to another call's folder is refused too. The files are read once and decoded
+    from memory: the bytes checked are the bytes loaded.
     """
 
     def configure(self, location, verbose=1, backend_options=None):
         options = dict(backend_options or {})
         self._key = options.pop("key")
-        self._checked: tuple[list, bytes] | None = None
+        self._checked: tuple[list, tuple[bytes, bytes]] | None = None
+        self._written = threading.local()  # the call id this thread last stored
         private_dir(Path(location))
         super().configure(location, verbose=verbose, backend_options=options)
 
     def create_location(self, location):
         private_dir(Path(location))
 
-    def _signature(self, call_id, data: bytes) -> str:
+    def _signature(self, call_id, tree: bytes, arrays: bytes) -> str:
         mac = hmac.new(self._key, "/".join(call_id).encode("utf-8") + b"\0", hashlib.sha256)
-        mac.update(data)
+        mac.update(len(tree).to_bytes(8, "big"))
+        mac.update(tree)
+        mac.update(arrays)
         return mac.hexdigest()
 
-    def _verified(self, call_id) -> bytes | None:
-        """The entry's pickle, if its signature is ours; None (a miss) otherwise."""
+    def _verified(self, call_id) -> tuple[bytes, bytes] | None:
+        """The entry's two files, if their signature is ours; None (a miss) otherwise."""
         folder = os.path.join(self.location, *call_id)
         try:
-            with open(os.path.join(folder, OUTPUT), "rb") as fh:
-                data = fh.read()
+            with open(os.path.join(folder, OUTPUT_TREE), "rb") as fh:
+                tree = fh.read()
+            with open(os.path.join(folder, OUTPUT_ARRAYS), "rb") as fh:
+                arrays = fh.read()
             with open(os.path.join(folder, SIGNATURE), encoding="ascii") as fh:
                 recorded = fh.read().strip()
         except (OSError, UnicodeDecodeError):
             return None
-        return data if hmac.compare_digest(self._signature(call_id, data), recorded) else None
+        ours = hmac.compare_digest(self._signature(call_id, tree, arrays), recorded)
+        return (tree, arrays) if ours else None
+
+    def take_written(self) -> list | None:
+        """The call id this thread stored since the last time it asked (None: nothing stored)."""
+        call_id, self._written.call_id = getattr(self._written, "call_id", None), None
+        return call_id
 
     def contains_item(self, call_id):
         self._checked = None
-        if not super().contains_item(call_id):
+        folder = os.path.join(self.location, *call_id)
+        if not os.path.exists(os.path.join(folder, OUTPUT_TREE)):
+            if os.path.exists(os.path.join(folder, "output.pkl")):
+                warnings.warn(f"fit cache: an entry of {call_id[0]} is a pickle (an older prodcat's); "
+                              "it is never read: fitting it again", stacklevel=2)
             return False
         data = self._verified(call_id)
         if data is None:
@@ -121,20 +144,23 @@ class SignedStoreBackend(FileSystemStoreBackend):
         data = checked[1] if checked is not None and checked[0] == list(call_id) else self._verified(call_id)
         if data is None:
             raise KeyError(f"fit cache entry {'/'.join(call_id)} is missing or not signed with your key")
-        return numpy_pickle.load(io.BytesIO(data))
+        return read_state(*data)[0]
 
     def dump_item(self, call_id, item, verbose=1):
+        self._written.call_id = None  # set again only when this item is stored
         try:
-            buffer = io.BytesIO()
-            numpy_pickle.dump(item, buffer, compress=self.compress)
-            data = buffer.getvalue()
+            with tempfile.TemporaryDirectory(prefix="prodcat-fit-") as scratch:
+                tree_path, arrays_path = Path(scratch) / OUTPUT_TREE, Path(scratch) / OUTPUT_ARRAYS
+                write_state(item, tree_path, arrays_path, level=1)
+                tree, arrays = tree_path.read_bytes(), arrays_path.read_bytes()
             folder = os.path.join(self.location, *call_id)
             self.create_location(folder)
-            signature = self._signature(call_id, data)
+            signature = self._signature(call_id, tree, arrays).encode("ascii")
             # Signature last: a reader in between sees an unsigned entry, which is a miss.
-            for name, content in ((OUTPUT, data), (SIGNATURE, signature.encode("ascii"))):
+            for name, content in ((OUTPUT_TREE, tree), (OUTPUT_ARRAYS, arrays), (SIGNATURE, signature)):
                 target = os.path.join(folder, name)
                 self._move_item(concurrency_safe_write(content, target, _write_bytes), target)
+            self._written.call_id = list(call_id)
         except Exception as exc:  # as joblib's own store: a fit that cannot be remembered still counts
             warnings.warn(f"fit cache: could not remember {call_id[0]}: {exc}", CacheWarning, stacklevel=2)
 
@@ -191,6 +217,23 @@ def trim(memory: Memory) -> None:
 
 
 def remembered(memory: Memory, func):
-    """``func`` cached in ``memory``; its ``memory`` argument (if any) is not part of the key."""
+    """``func`` cached in ``memory``; its ``memory`` argument (if any) is not part of the key.
+
+    What a first run hands on is what a re-run will load: the stored copy of the result, not the
+    object just fitted. Later cached steps take these results as arguments and joblib keys them
+    by hashing their arguments; a model read back from the safe format holds the same values but
+    need not pickle to the same bytes as the one fitted, so handing on the fitted object would
+    make every later step a miss on the re-run."""
     takes_memory = "memory" in inspect.signature(func).parameters
-    return memory.cache(func, ignore=["memory"] if takes_memory else None)
+    cached = memory.cache(func, ignore=["memory"] if takes_memory else None)
+    backend = getattr(memory, "store_backend", None)
+    if not isinstance(backend, SignedStoreBackend):
+        return cached
+
+    def call(*args, **kwargs):
+        backend.take_written()
+        result = cached(*args, **kwargs)
+        written = backend.take_written()
+        return result if written is None else backend.load_item(written)
+
+    return call
