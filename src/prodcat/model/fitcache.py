@@ -234,6 +234,13 @@ def remembered(memory: Memory, func):
         backend.take_written()
         result = cached(*args, **kwargs)
         written = backend.take_written()
-        return result if written is None else backend.load_item(written)
+        if written is None:
+            return result
+        try:
+            return backend.load_item(written)
+        except Exception as exc:  # a stored copy that does not read back is a bug to report, not a lost fit
+            warnings.warn(f"fit cache: the stored copy of {written[0]} does not read back ({exc}); "
+                          "using the fitted object", CacheWarning, stacklevel=2)
+            return result
 
     return call
