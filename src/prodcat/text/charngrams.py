@@ -49,6 +49,14 @@ def word_char_ngrams(word: str, min_n: int, max_n: int) -> list[str]:
     return grams
 
 
+def _count_matrix(indices: np.ndarray, indptr: np.ndarray, n_columns: int) -> sp.csr_matrix:
+    """CSR counts from each row's column ids (repeats summed)."""
+    m = sp.csr_matrix((np.ones(len(indices), dtype=np.int32), indices, indptr),
+                      shape=(len(indptr) - 1, n_columns))
+    m.sum_duplicates()
+    return m
+
+
 class WordCharTfidf(TransformerMixin, BaseEstimator):
     """Drop-in for ``TfidfVectorizer(analyzer="char_wb", lowercase=False, ...)`` on cleaned text."""
 
@@ -60,26 +68,23 @@ class WordCharTfidf(TransformerMixin, BaseEstimator):
         self.sublinear_tf = sublinear_tf
         self.dtype = dtype
 
-    def _word_matrix(self, words, vocabulary: dict[str, int], grow: bool) -> sp.csr_matrix:
-        """(words × n-grams) counts; with ``grow`` unseen n-grams are added to ``vocabulary``."""
+    def _new_word_matrix(self, words, vocabulary: dict[str, int]) -> sp.csr_matrix:
+        """(words × n-grams) counts while fitting: unseen n-grams are added to ``vocabulary``."""
         min_n, max_n = self.ngram_range
         indptr, indices = [0], []
         for word in words:
             for g in word_char_ngrams(word, min_n, max_n):
                 j = vocabulary.get(g)
-                if j is None and grow:
+                if j is None:
                     j = vocabulary[g] = len(vocabulary)
-                if j is not None:
-                    indices.append(j)
+                indices.append(j)
             indptr.append(len(indices))
-        data = np.ones(len(indices), dtype=np.int32)
-        m = sp.csr_matrix((data, np.asarray(indices, dtype=np.int64), np.asarray(indptr, dtype=np.int64)),
-                          shape=(len(words), len(vocabulary)))
-        m.sum_duplicates()
-        return m
+        return _count_matrix(np.asarray(indices, dtype=np.int64), np.asarray(indptr, dtype=np.int64),
+                             len(vocabulary))
 
     def _known_word_matrix(self, words) -> sp.csr_matrix:
-        """:meth:`_word_matrix` of a fitted transformer, through the remembered words' columns."""
+        """(words × n-grams) counts of a fitted transformer (n-grams outside its vocabulary
+        dropped), through the remembered words' columns."""
         memory = self.__dict__.get("_word_columns")
         if memory is None or len(memory) > REMEMBERED_WORDS:
             memory = self._word_columns = {}
@@ -96,20 +101,16 @@ class WordCharTfidf(TransformerMixin, BaseEstimator):
         indptr = np.zeros(len(rows) + 1, dtype=np.int64)
         np.cumsum(np.fromiter(map(len, rows), dtype=np.int64, count=len(rows)), out=indptr[1:])
         indices = np.concatenate(rows) if rows else np.zeros(0, dtype=np.int64)
-        m = sp.csr_matrix((np.ones(len(indices), dtype=np.int32), indices, indptr),
-                          shape=(len(rows), len(vocabulary)))
-        m.sum_duplicates()
-        return m
+        return _count_matrix(indices, indptr, len(vocabulary))
 
-    def _counts(self, docs, vocabulary: dict[str, int], grow: bool) -> sp.csr_matrix:
+    def _counts(self, docs, word_matrix, n_columns: int) -> sp.csr_matrix:
+        """(documents × n-grams) counts: documents' words times ``word_matrix(words)``."""
         words = CountVectorizer(analyzer=split_words, dtype=np.int32)
         try:
             doc_words = words.fit_transform(docs)
         except ValueError:  # no words at all in this batch
-            return sp.csr_matrix((len(docs), len(vocabulary)), dtype=np.int32)
-        names = words.get_feature_names_out()
-        word_grams = self._word_matrix(names, vocabulary, grow) if grow else self._known_word_matrix(names)
-        return (doc_words @ word_grams).tocsr()
+            return sp.csr_matrix((len(docs), n_columns), dtype=np.int32)
+        return (doc_words @ word_matrix(words.get_feature_names_out())).tocsr()
 
     def __getstate__(self):
         state = super().__getstate__()
@@ -124,7 +125,7 @@ class WordCharTfidf(TransformerMixin, BaseEstimator):
         docs = list(raw_documents)
         vocabulary: dict[str, int] = {}
         self._word_columns = None  # columns change with the vocabulary
-        counts = self._counts(docs, vocabulary, grow=True)
+        counts = self._counts(docs, lambda words: self._new_word_matrix(words, vocabulary), 0)
         keep = np.ones(counts.shape[1], dtype=bool)
         if self.min_df > 1:
             keep &= np.bincount(counts.indices, minlength=counts.shape[1]) >= self.min_df
@@ -146,7 +147,7 @@ class WordCharTfidf(TransformerMixin, BaseEstimator):
 
     def transform(self, raw_documents):
         check_is_fitted(self, "vocabulary_")
-        counts = self._counts(list(raw_documents), self.vocabulary_, grow=False)
+        counts = self._counts(list(raw_documents), self._known_word_matrix, len(self.vocabulary_))
         return self._tfidf.transform(counts).astype(self.dtype)
 
     def get_feature_names_out(self, input_features=None):
