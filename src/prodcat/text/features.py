@@ -15,7 +15,7 @@ from sklearn.feature_extraction.text import TfidfVectorizer
 from sklearn.utils.validation import check_is_fitted
 
 from prodcat.text.charngrams import WordCharTfidf
-from prodcat.text.cleaning import clean_text, frame_text_views
+from prodcat.text.cleaning import frame_text_views
 from prodcat.text.encoders import SentenceEncoder, create_text_encoder
 from prodcat.text.wordngrams import transform_block
 
@@ -52,8 +52,7 @@ def _listings_digest(X) -> int:
 
 def _shared_digest(shared: dict, X) -> int:
     """:func:`_listings_digest` of ``X``, hashed once per :func:`sharing_tfidf` block: every
-    member asks for it, and on one listing hashing
-    costs more than the linear heads. Kept with ``X`` itself, so its ``id`` cannot be reused."""
+    member asks for it, and on one listing hashing costs more than the linear heads. Kept with ``X`` itself, so its ``id`` cannot be reused."""
     entry = shared.get(("digest", id(X)))
     if entry is None or entry[0] is not X:
         entry = shared[("digest", id(X))] = (X, _listings_digest(X))
@@ -99,15 +98,16 @@ class TfidfFeatures(TransformerMixin, BaseEstimator):
         self.dense_cache = dense_cache
 
     def _sources(self, X) -> dict[str, list[str]]:
-        limits = [self.max_description_chars]
+        # Each field is cleaned once for every view: a description limit of 0 is the title alone.
+        limits = {"text": self.max_description_chars}
         if self.char_ngrams and self.char_description_chars is not None:
-            limits.append(self.char_description_chars)
-        views = frame_text_views(X, limits, strip_accents=self.strip_accents)
-        sources = {"text": views[0], "chars": views[-1]}
+            limits["chars"] = self.char_description_chars
         if self.title_ngrams:
-            titles = X["title"] if hasattr(X, "columns") else np.asarray(X, dtype=object).ravel()
-            sources["title"] = [clean_text(t, strip_accents=self.strip_accents) for t in titles]
-        return sources
+            limits["title"] = 0
+        views = dict(zip(limits, frame_text_views(X, list(limits.values()), strip_accents=self.strip_accents),
+                         strict=True))
+        views.setdefault("chars", views["text"])
+        return views
 
     def _blocks(self, n_docs: int) -> list[tuple[str, str, TransformerMixin]]:
         common = {"lowercase": False, "sublinear_tf": self.sublinear_tf, "dtype": np.float32}
