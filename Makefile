@@ -33,7 +33,7 @@ lint: $(STAMP)
 
 ## Benchmarks of the core issue on the real data (see benchmarks/README.md).
 bench: $(STAMP)
-	$(BIN)/python benchmarks/quality.py --save
+	$(BIN)/python benchmarks/quality.py --repeats 3 --save
 	$(BIN)/python benchmarks/predict_speed.py --save
 	$(BIN)/python benchmarks/train_scaling.py --save
 

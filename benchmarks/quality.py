@@ -12,6 +12,7 @@ prodcat's stored threshold really filed. Rakuten's frozen final-check split
 once, by ``benchmarks/final_check.py``.
 
     python benchmarks/quality.py                                   # Rakuten sample, text only
+    python benchmarks/quality.py --repeats 3                       # the same on 3 shuffles, with means
     python benchmarks/quality.py --image                           # with photos (fused)
     python benchmarks/quality.py --data ../shared/data/flipkart    # Flipkart, level-0 categories
     python benchmarks/quality.py --image --ocr rapidocr            # + the photos' words, vs without
@@ -186,16 +187,13 @@ def fold_table(y, fold_of, p_prodcat, p_base, classes) -> tuple[list[dict], dict
                   "folds_better": int((deltas > 0).sum()), "folds": len(deltas)}
 
 
-def main(argv: list[str] | None = None) -> int:
-    import numpy as np
-
-    from prodcat.evaluation.automation import coverage_at_precision, model_promise
-    from prodcat.evaluation.layouts import layout_scores
-    from prodcat.evaluation.protocol import frozen_split
-
+def parse_args(argv: list[str] | None):
     parser = base_parser(__doc__.split("\n\n")[0], out=False)
     parser.add_argument("--folds", type=int, default=5)
     parser.add_argument("--seed", type=int, default=0, help="seed of the fold shuffle")
+    parser.add_argument("--repeats", type=int, default=1,
+                        help="repeat the whole nested CV on this many shuffles (seeds --seed, "
+                             "--seed+1, …) and report every figure per shuffle and their mean")
     parser.add_argument("--level", type=int, default=None,
                         help="category level for Flipkart data (default: the reader's, 0)")
     parser.add_argument("--image", action="store_true", help="prodcat with its image model (fused)")
@@ -214,34 +212,35 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--name", default=None,
                         help="name in the results file quality_<name> (default: the data folder's)")
     args = parser.parse_args(argv)
-    if data_missing(args.data):
-        return 0
+    if args.repeats < 1:
+        parser.error("--repeats must be at least 1")
+    if args.ocr and args.repeats > 1:
+        parser.error("--ocr compares two models on one shuffle; leave --repeats at 1")
+    return args
 
-    name = (args.name or dataset_name(args.data)) + ("_image" if args.image else "") + (
-        "" if not args.ocr else "_ocr_auto" if args.ocr == "auto" else "_ocr") + (
-        "_unlabelled" if args.unlabelled else "") + (
-        "_members_" + args.members.replace(",", "_") if args.members else "") + (
-        "_" + args.image_encoder if args.image_encoder else "")
-    members = tuple(m for m in args.members.split(",") if m) if args.members else None
-    catalog = load_labelled(args.data, level=args.level)
-    if catalog.format == "rakuten" and not args.all_rows:
-        catalog = catalog.subset(~frozen_split(catalog.frame["id"]))
-    print(f"{args.folds}-fold CV on {len(catalog):,} listings of {name} …", file=sys.stderr)
+
+def run_shuffle(catalog: Any, args: Any, seed: int, members: tuple[str, ...] | None) -> dict:
+    """Every figure of one nested CV (outer folds shuffled by ``seed``), prodcat against the
+    recipe on the same folds."""
+    import numpy as np
+
+    from prodcat.evaluation.automation import coverage_at_precision, model_promise
+    from prodcat.evaluation.layouts import layout_scores
+
     ocr_run = None
     if args.ocr:
         from prodcat.model.fitcache import default_fit_cache_dir
         from prodcat.model.ocr_channel import ocr_texts, resolve_ocr
 
         engine = resolve_ocr(args.ocr)
-        model_ocr = "auto" if args.ocr == "auto" else engine
         memory = str(default_fit_cache_dir())
         with timer() as read_s:
             texts = ocr_texts(catalog.X, engine, progress=True)
         print(f"OCR of {int(catalog.X['image'].notna().sum())} photos: {read_s():.0f} s", file=sys.stderr)
-        without, without_s = run_prodcat(catalog, args.folds, args.seed, args.image, memory=memory,
+        without, without_s = run_prodcat(catalog, args.folds, seed, args.image, memory=memory,
                                          layouts=False)
-        cv, prodcat_s = run_prodcat(catalog, args.folds, args.seed, args.image, ocr=model_ocr,
-                                    memory=memory)
+        cv, prodcat_s = run_prodcat(catalog, args.folds, seed, args.image,
+                                    ocr="auto" if args.ocr == "auto" else engine, memory=memory)
         ocr_run = (engine, texts, without, without_s)
     else:
         unlabelled = None
@@ -249,7 +248,7 @@ def main(argv: list[str] | None = None) -> int:
             from prodcat.data import read_catalog
 
             unlabelled = read_catalog(args.unlabelled).X
-        cv, prodcat_s = run_prodcat(catalog, args.folds, args.seed, args.image, unlabelled=unlabelled,
+        cv, prodcat_s = run_prodcat(catalog, args.folds, seed, args.image, unlabelled=unlabelled,
                                     members=members, image_encoder=args.image_encoder)
     classes = np.asarray(cv.classes).astype(str)
     base, base_s = run_baseline(catalog, cv.folds, classes)
@@ -275,14 +274,29 @@ def main(argv: list[str] | None = None) -> int:
                  "text": classification_scores(y[has], classes[cv.modalities["text"][has].argmax(1)]),
                  "image": classification_scores(y[has], classes[cv.modalities["image"][has].argmax(1)]),
                  "recipe": classification_scores(y[has], classes[base["given"][has].argmax(1)])}
+    ocr_comp = None
+    if ocr_run is not None:
+        engine, texts, without, without_s = ocr_run
+        ocr_comp = ocr_comparison(cv, without, texts, catalog.X["title"], classes)
+        ocr_comp.update(engine=engine, requested=args.ocr, seconds_without=without_s,
+                        seconds_with=prodcat_s)
+    return {"seed": seed, "prodcat": res["prodcat"], "baseline": res["recipe"],
+            "delta_points": {key: 100 * (res["prodcat"][key] - res["recipe"][key]) for key, _ in METRICS},
+            "per_fold": folds, "fold_delta": spread, "layouts": layouts, "layout_folds": layout_folds,
+            "precision_coverage": cover, "threshold_promise": promise, "photo": photo,
+            "ocr": ocr_comp, "fusions": cv.fusions}
 
-    delta = {key: 100 * (res["prodcat"][key] - res["recipe"][key]) for key, _ in METRICS}
-    rows = [[label, res["prodcat"][key], res["recipe"][key], f"{delta[key]:+.2f}"] for key, label in METRICS]
-    rows.append(["CV wall time (s)", f"{prodcat_s:.1f}", f"{base_s:.1f}", "–"])
-    fold_rows = [[r["fold"], r["prodcat"], r["recipe"], f"{r['delta_points']:+.2f}"] for r in folds]
+
+def shuffle_markdown(r: dict, args: Any, name: str, catalog: Any) -> list[str]:
+    """The full report of one shuffle."""
+    delta = r["delta_points"]
+    rows = [[label, r["prodcat"][key], r["baseline"][key], f"{delta[key]:+.2f}"] for key, label in METRICS]
+    rows.append(["CV wall time (s)", f"{r['prodcat']['seconds']:.1f}", f"{r['baseline']['seconds']:.1f}", "–"])
+    fold_rows = [[f["fold"], f["prodcat"], f["recipe"], f"{f['delta_points']:+.2f}"] for f in r["per_fold"]]
+    spread = r["fold_delta"]
     parts = [
         f"## Quality on {name}: prodcat Classifier() vs the seeds' recipe",
-        f"{args.folds}-fold stratified CV (shuffled, seed {args.seed}), the same outer folds for both; "
+        f"{args.folds}-fold stratified CV (shuffled, seed {r['seed']}), the same outer folds for both; "
         f"every prodcat choice made inside each outer training fold. {len(catalog):,} real labelled "
         f"listings, {catalog.y.nunique()} categories, from {args.data}"
         + (f"; {args.unlabelled} given as unlabelled listings to every training fold"
@@ -293,44 +307,120 @@ def main(argv: list[str] | None = None) -> int:
         f"prodcat better on {spread['folds_better']} of {spread['folds']} folds.",
         markdown_table(["fold", "prodcat", "recipe", "delta (points)"], fold_rows, digits=4),
         "Field layouts (the same test listings as other feeds deliver them), weighted F1:",
-        layouts_table(layouts, layout_folds),
+        layouts_table(r["layouts"], r["layout_folds"]),
         "Share filed automatically at a target precision (best threshold on the outer-fold answers):",
-        precision_coverage_table(cover),
+        precision_coverage_table(r["precision_coverage"]),
     ]
+    promise = r["threshold_promise"]
     if promise is not None:
         prec = promise["precision"]
         parts.append(f"prodcat's stored thresholds (chosen in each outer training fold for 95 % precision) "
                      f"filed {promise['coverage']:.1%} of the held-out listings at "
                      f"{'–' if prec is None else f'{prec:.1%}'} precision.")
+    photo = r["photo"]
     if photo is not None:
         parts.append(f"Listings with a photo ({photo['n']}): fused weighted F1 {photo['fused']['weighted_f1']:.4f}, "
                      f"text alone {photo['text']['weighted_f1']:.4f} "
                      f"({100 * (photo['fused']['weighted_f1'] - photo['text']['weighted_f1']):+.2f} points), "
                      f"image alone {photo['image']['weighted_f1']:.4f}, recipe {photo['recipe']['weighted_f1']:.4f}.")
-    if cv.fusions:
+    if r["fusions"]:
         parts += ["Fusion chosen in each outer training fold, and the out-of-fold log loss there "
                   "(inner folds, listings with a photo) of every candidate and of each modality alone:",
-                  fusion_table(cv.fusions)]
-    ocr_comp = None
-    if ocr_run is not None:
-        engine, texts, without, without_s = ocr_run
-        ocr_comp = ocr_comparison(cv, without, texts, catalog.X["title"], classes)
-        ocr_comp.update(engine=engine, requested=args.ocr, seconds_without=without_s,
-                        seconds_with=prodcat_s)
-        parts += ocr_markdown(ocr_comp, engine, f"ocr={model_ocr!r}: the words in the description",
-                              catalog.taxonomy, (without_s, prodcat_s))
+                  fusion_table(r["fusions"])]
+    if r["ocr"] is not None:
+        comp = r["ocr"]
+        parts += ocr_markdown(comp, comp["engine"],
+                              f"ocr={'auto' if args.ocr == 'auto' else comp['engine']!r}: the words in the description",
+                              catalog.taxonomy, (comp["seconds_without"], comp["seconds_with"]))
+    return parts
+
+
+def repeat_figures(r: dict) -> dict[str, float]:
+    """One shuffle's headline figures (points or percent), by row label of the repeat table."""
+    out = {"weighted F1, prodcat": r["prodcat"]["weighted_f1"], "weighted F1, recipe": r["baseline"]["weighted_f1"],
+           "weighted F1 delta (points)": r["delta_points"]["weighted_f1"],
+           "outer folds better (of each shuffle's)": r["fold_delta"]["folds_better"]}
+    for name, scores in r["layouts"]["prodcat"].items():
+        if name != "given":
+            recipe = r["layouts"]["recipe"][name]["weighted_f1"]
+            out[f"layout {name}: delta (points)"] = 100 * (scores["weighted_f1"] - recipe)
+    for mine, theirs in zip(r["precision_coverage"]["prodcat"], r["precision_coverage"]["recipe"], strict=True):
+        t = f"{mine['target_precision']:.0%}"
+        out[f"filed at {t} precision, prodcat (%)"] = 100 * mine["coverage"]
+        out[f"filed at {t} precision, recipe (%)"] = 100 * theirs["coverage"]
+        out[f"filed at {t} precision, delta (points)"] = 100 * (mine["coverage"] - theirs["coverage"])
+    promise = r["threshold_promise"]
+    if promise is not None:
+        out["stored threshold: filed (%)"] = 100 * promise["coverage"]
+        out["stored threshold: precision of what was filed (%)"] = (
+            float("nan") if promise["precision"] is None else 100 * promise["precision"])
+    if r["photo"] is not None:
+        out["listings with a photo: fused − text (points)"] = 100 * (
+            r["photo"]["fused"]["weighted_f1"] - r["photo"]["text"]["weighted_f1"])
+    return out
+
+
+def repeat_summary(results: list[dict]) -> tuple[dict, str]:
+    """Every headline figure per shuffle and its mean over shuffles (JSON part, markdown)."""
+    import numpy as np
+
+    figures = [repeat_figures(r) for r in results]
+    summary = {label: {"per_shuffle": [f[label] for f in figures], "mean": float(np.mean([f[label] for f in figures]))}
+               for label in figures[0]}
+    seeds = [r["seed"] for r in results]
+    rows = [[label, *(figure(label, v) for v in s["per_shuffle"]), figure(label, s["mean"])]
+            for label, s in summary.items()]
+    markdown = "\n\n".join([
+        f"## Repeated over {len(results)} shuffles of the outer folds (seeds {', '.join(map(str, seeds))})",
+        "The same nested CV, prodcat and the recipe refitted on every shuffle's folds: which listings "
+        "share a test fold moves single-shuffle figures by points (coverage at a precision most), so "
+        "decisions read the mean. The first shuffle's full report follows.",
+        markdown_table(["figure", *(f"seed {s}" for s in seeds), "mean"], rows)])
+    return summary, markdown
+
+
+def figure(label: str, value: float) -> str:
+    """A repeat-table cell: scores with 4 digits, points and percentages with 2."""
+    if value != value:
+        return "–"
+    return f"{value:.4f}" if label.startswith("weighted F1,") else f"{value:.2f}"
+
+
+def main(argv: list[str] | None = None) -> int:
+    from prodcat.evaluation.protocol import frozen_split
+
+    args = parse_args(argv)
+    if data_missing(args.data):
+        return 0
+    name = (args.name or dataset_name(args.data)) + ("_image" if args.image else "") + (
+        "" if not args.ocr else "_ocr_auto" if args.ocr == "auto" else "_ocr") + (
+        "_unlabelled" if args.unlabelled else "") + (
+        "_members_" + args.members.replace(",", "_") if args.members else "") + (
+        "_" + args.image_encoder if args.image_encoder else "")
+    members = tuple(m for m in args.members.split(",") if m) if args.members else None
+    catalog = load_labelled(args.data, level=args.level)
+    if catalog.format == "rakuten" and not args.all_rows:
+        catalog = catalog.subset(~frozen_split(catalog.frame["id"]))
+    results = []
+    for seed in range(args.seed, args.seed + args.repeats):
+        print(f"{args.folds}-fold CV on {len(catalog):,} listings of {name}, seed {seed} …", file=sys.stderr)
+        results.append(run_shuffle(catalog, args, seed, members))
+    parts = shuffle_markdown(results[0], args, name, catalog)
+    summary = None
+    if len(results) > 1:
+        summary, table = repeat_summary(results)
+        parts = [parts[0], table, *parts[1:]]
     parts += [machine_line(info := machine_info()), NOISE_NOTE]
     markdown = "\n\n".join(parts)
     print(markdown)
     if args.save:
+        first = results[0]
         payload = {"benchmark": "quality", "name": name, "data": str(args.data), "n": len(catalog),
-                   "n_classes": int(catalog.y.nunique()), "folds": args.folds, "seed": args.seed,
-                   "prodcat": res["prodcat"], "baseline": res["recipe"], "delta_points": delta,
-                   "per_fold": folds, "fold_delta": spread, "layouts": layouts, "layout_folds": layout_folds,
-                   "precision_coverage": cover, "threshold_promise": promise, "photo": photo,
-                   "ocr": ocr_comp, "unlabelled": str(args.unlabelled) if args.unlabelled else None,
+                   "n_classes": int(catalog.y.nunique()), "folds": args.folds, **first,
+                   "repeats": summary, "shuffles": results[1:] if len(results) > 1 else None,
+                   "unlabelled": str(args.unlabelled) if args.unlabelled else None,
                    "members": list(members) if members else None,
-                   "image_encoder": args.image_encoder, "fusions": cv.fusions, "machine": info}
+                   "image_encoder": args.image_encoder, "machine": info}
         for path in save_results(f"quality_{name}", payload, markdown):
             print(f"wrote {path}", file=sys.stderr)
     return 0
