@@ -39,11 +39,11 @@ from _common import (
     save_results,
     timer,
 )
+from prodcat.text.ensemble import MEMBER_TFIDF
 from quality import fold_table, run_baseline
 
 #: The default members' settings, which every candidate varies.
-TFIDF = {"title_ngrams": None, "class_weight": None, "max_description_chars": 2000,
-         "char_description_chars": 1000}
+TFIDF = dict(MEMBER_TFIDF)
 USE = {**TFIDF, "dense": "use-multilingual"}
 UNLABELLED = Path(__file__).resolve().parents[2] / "shared" / "data" / "rakuten_unlabelled"
 

@@ -58,9 +58,14 @@ MEMBERS: Registry[Callable[..., object]] = Registry("text ensemble member",
 #: (0.4897 against 0.5081 in that layout): the title's place then holds a description it never
 #: saw there. The three members together: 0.7278, but 38.5 % filed at 95 % and both encodings.
 DEFAULT_MEMBERS = ("tfidf-svm", "tfidf-use-title-svm")
+#: The n-gram settings every SVM member shares: no separate title block, so a word counts the same
+#: in whichever field a feed put it; the description read up to 2,000 characters for words and
+#: 1,000 for character n-grams (its start names the product; the rest repeats or adds noise).
+MEMBER_TFIDF = {"title_ngrams": None, "class_weight": None, "max_description_chars": 2000,
+                "char_description_chars": 1000}
 #: Above this many training listings ``members="auto"`` leaves the sentence-encoder members out:
-#: the multilingual USE encodes about 1,000–1,500 titles per second on 2 cores, so 85k listings
-#: would take a minute more of a 3-minute training budget that the n-grams already use.
+#: with it, 85k listings trained in 310 s and 3.2 GB on 2 cores (the encoding, and a second member's
+#: four SVM fits with 512 dense columns) against 96 s and 1.9 GB without — the budget is 180 s.
 MAX_DENSE_ROWS = 20_000
 #: The sentence encoder each member needs (the ``text-dense`` extra); members whose encoder is
 #: not installed are left out of ``members="auto"``.
@@ -73,23 +78,20 @@ MEMBER_ENCODERS = {"tfidf-use-svm": "use-multilingual-description",
 @MEMBERS.register("tfidf-svm")
 def _tfidf_svm(random_state=0, n_jobs=-1):
     """Word 1–2-grams and char_wb 3–5-grams over title + description, Platt-calibrated SVM."""
-    return TextClassifier(title_ngrams=None, class_weight=None, max_description_chars=2000,
-                          char_description_chars=1000, random_state=random_state, n_jobs=n_jobs)
+    return TextClassifier(**MEMBER_TFIDF, random_state=random_state, n_jobs=n_jobs)
 
 
 @MEMBERS.register("tfidf-use-svm")
 def _tfidf_use_svm(random_state=0, n_jobs=-1):
     """The same n-grams plus the multilingual USE embedding of title and description start."""
-    return TextClassifier(title_ngrams=None, class_weight=None, max_description_chars=2000,
-                          char_description_chars=1000, dense="use-multilingual-description",
+    return TextClassifier(**MEMBER_TFIDF, dense="use-multilingual-description",
                           random_state=random_state, n_jobs=n_jobs)
 
 
 @MEMBERS.register("tfidf-use-title-svm")
 def _tfidf_use_title_svm(random_state=0, n_jobs=-1):
     """The n-grams plus the USE embedding of the title alone (about twice as fast to encode)."""
-    return TextClassifier(title_ngrams=None, class_weight=None, max_description_chars=2000,
-                          char_description_chars=1000, dense="use-multilingual",
+    return TextClassifier(**MEMBER_TFIDF, dense="use-multilingual",
                           random_state=random_state, n_jobs=n_jobs)
 
 
