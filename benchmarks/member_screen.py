@@ -235,6 +235,12 @@ CANDIDATES: dict[str, Callable[[], Any]] = {
     "tfidf-svm-unlabelled-idf": _with_unlabelled_idf(**TFIDF),
     "use-title-unlabelled-idf": _with_unlabelled_idf(**USE),
     "use-title-pruned": lambda: PrunedClassifier("tfidf-use-title-svm"),
+    # Reading more of the description (the recipe reads all of it): the members' own limits are
+    # 2,000 characters for words and 1,000 for character n-grams.
+    "tfidf-svm-chars2000": _text(**{**TFIDF, "char_description_chars": 2000}),
+    "use-title-chars2000": _text(**{**USE, "char_description_chars": 2000}),
+    "tfidf-svm-whole": _text(**{**TFIDF, "max_description_chars": None, "char_description_chars": None}),
+    "use-title-whole": _text(**{**USE, "max_description_chars": None, "char_description_chars": None}),
 }
 
 
@@ -329,26 +335,33 @@ def summary_table(rows: list[dict]) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     from prodcat.evaluation.protocol import frozen_split
-    from prodcat.text.ensemble import DEFAULT_MEMBERS
+    from prodcat.text.ensemble import DEFAULT_MEMBERS, MEMBERS
 
     parser = base_parser(__doc__.split("\n\n")[0], out=False)
     parser.add_argument("--candidates", default=",".join(CANDIDATES),
                         help="comma-separated candidates (default: all of CANDIDATES)")
     parser.add_argument("--alone", action="store_true", help="also score every candidate alone")
+    parser.add_argument("--sets", default=None,
+                        help="member sets to screen instead of each candidate added to the default "
+                             "members: 'a+b' each, comma-separated (candidates or registered members)")
+    parser.add_argument("--tag", default=None, help="saved as member_screen_DATA_TAG (with --save)")
     parser.add_argument("--folds", type=int, default=5)
     parser.add_argument("--seed", type=int, default=0, help="seed of the first shuffle")
     parser.add_argument("--repeats", type=int, default=1, help="shuffles (seeds --seed, --seed+1, …)")
     args = parser.parse_args(argv)
+    candidates = [c for c in args.candidates.split(",") if c]
+    sets_given = [tuple(s.split("+")) for s in (args.sets or "").split(",") if s]
+    known = set(CANDIDATES) | set(MEMBERS.names())
+    unknown = [c for c in [*candidates, *(n for s in sets_given for n in s)] if c not in known]
+    if unknown:
+        parser.error(f"unknown candidates {unknown}; known: {', '.join(sorted(known))}")
     if data_missing(args.data):
         return 0
-    candidates = [c for c in args.candidates.split(",") if c]
-    unknown = [c for c in candidates if c not in CANDIDATES]
-    if unknown:
-        parser.error(f"unknown candidates {unknown}; known: {', '.join(CANDIDATES)}")
     catalog = load_labelled(args.data)
     if catalog.format == "rakuten":
         catalog = catalog.subset(~frozen_split(catalog.frame["id"]))
-    sets = [tuple(DEFAULT_MEMBERS)] + [(*DEFAULT_MEMBERS, c) for c in candidates]
+    sets = [tuple(DEFAULT_MEMBERS)]
+    sets += sets_given if sets_given else [(*DEFAULT_MEMBERS, c) for c in candidates]
     if args.alone:
         sets += [(c,) for c in candidates]
     rows = []
@@ -371,7 +384,8 @@ def main(argv: list[str] | None = None) -> int:
         payload = {"benchmark": "member_screen", "data": str(args.data), "n": len(catalog),
                    "folds": args.folds, "seeds": list(range(args.seed, args.seed + args.repeats)),
                    "rows": rows, "machine": info}
-        for path in save_results(f"member_screen_{args.data.name}", payload, markdown):
+        name = f"member_screen_{args.data.name}" + (f"_{args.tag}" if args.tag else "")
+        for path in save_results(name, payload, markdown):
             print(f"wrote {path}", file=sys.stderr)
     return 0
 

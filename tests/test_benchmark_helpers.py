@@ -75,3 +75,13 @@ def test_the_member_screen_pools_like_the_ensemble_fitted_directly():
     assert screened.weights_ == direct.weights_
     assert screened.power_ == pytest.approx(direct.power_)
     np.testing.assert_allclose(screened.predict_proba(X.head(7)), direct.predict_proba(X.head(7)))
+
+
+def test_the_member_screen_refuses_unknown_members_before_reading_data(capsys, tmp_path):
+    with pytest.raises(SystemExit) as raised:
+        member_screen.main(["--sets", "tfidf-svm+no-such-member", "--data", str(tmp_path / "absent")])
+    assert raised.value.code == 2
+    assert "no-such-member" in capsys.readouterr().err
+    # Known sets (a candidate and a registered member) pass the check; absent data then skips.
+    assert member_screen.main(["--sets", "tfidf-svm-whole+tfidf-use-title-svm",
+                               "--data", str(tmp_path / "absent")]) == 0
