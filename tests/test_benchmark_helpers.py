@@ -85,3 +85,16 @@ def test_the_member_screen_refuses_unknown_members_before_reading_data(capsys, t
     # Known sets (a candidate and a registered member) pass the check; absent data then skips.
     assert member_screen.main(["--sets", "tfidf-svm-whole+tfidf-use-title-svm",
                                "--data", str(tmp_path / "absent")]) == 0
+
+
+def test_learning_curve_shares_nest_and_keep_every_class():
+    learning_curve = pytest.importorskip("learning_curve")
+    y = np.array(["a"] * 40 + ["b"] * 10 + ["c"] * 2)
+    subsets = learning_curve.nested_subsets(y, [0.25, 0.5, 1.0], seed=3)
+    assert set(subsets[0.25]) <= set(subsets[0.5]) <= set(subsets[1.0]) == set(range(len(y)))
+    for share, rows in subsets.items():
+        counts = {c: int((y[rows] == c).sum()) for c in "abc"}
+        assert counts == {c: max(1, int(np.ceil(share * n))) for c, n in {"a": 40, "b": 10, "c": 2}.items()}
+    with pytest.raises(ValueError):
+        learning_curve.parse_shares("0,0.5")
+    assert learning_curve.parse_shares("1,0.5,0.5") == [0.5, 1.0]
