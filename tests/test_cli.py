@@ -371,15 +371,13 @@ def test_train_without_the_label_column_names_it(tmp_path, capsys):
     assert "no label column 'label' (the table has: title, category_name); name it with --label-col" in err
 
 
-def test_training_with_few_photos_suggests_unlabelled_listings(capsys):
+def test_unlabelled_listings_are_not_suggested_and_need_an_image_model(capsys):
     from types import SimpleNamespace
 
-    from prodcat.cli.modelling import FEW_PHOTOS, fit_params
+    from prodcat.cli.modelling import fit_params
 
-    photos = SimpleNamespace(X=pd.DataFrame({"image": ["a.jpg", None, "b.jpg"]}))
-    assert fit_params(SimpleNamespace(image=object()), None, photos) == {}
-    assert "2 labelled photos" in capsys.readouterr().err
-    many = SimpleNamespace(X=pd.DataFrame({"image": ["a.jpg"] * FEW_PHOTOS}))
-    for model, data in ((SimpleNamespace(image=None), photos), (SimpleNamespace(image=object()), many)):
-        assert fit_params(model, None, data) == {}
-        assert "--unlabelled" not in capsys.readouterr().err
+    # Pseudo-labelled photos lowered the fused gain on the Rakuten sample: no tip suggests them.
+    assert fit_params(SimpleNamespace(image=object()), None) == {}
+    assert fit_params(SimpleNamespace(image=None), "listings.csv") == {}
+    err = capsys.readouterr().err
+    assert "tip" not in err and "--unlabelled only teaches the image model" in err

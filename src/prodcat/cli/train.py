@@ -55,7 +55,7 @@ def train(data, out, cv, corrections, **kwargs):
         why = next((n for n in catalog.report.notes if n.startswith(MISSING_LABEL_NOTE)), None)
         raise DataError(f"{data} has no labelled listings to train on" + (f": {why}" if why else ""))
     model = build_classifier(**model_kw, catalog=labelled)
-    extra = fit_params(model, model_kw["unlabelled"], labelled)
+    extra = fit_params(model, model_kw["unlabelled"])
     folds = cv_folds(cv, labelled)
     run = start_tracking(track_kw, "train", labelled, model, data_kw=data_kw, cv=folds,
                          unlabelled=model_kw["unlabelled"])
