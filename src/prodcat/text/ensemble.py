@@ -60,7 +60,8 @@ MEMBERS: Registry[Callable[..., object]] = Registry("text ensemble member",
 DEFAULT_MEMBERS = ("tfidf-svm", "tfidf-use-title-svm")
 #: The n-gram settings every SVM member shares: no separate title block, so a word counts the same
 #: in whichever field a feed put it; the description read up to 2,000 characters for words and
-#: 1,000 for character n-grams (its start names the product; the rest repeats or adds noise).
+#: 1,000 for character n-grams (reading more, or all of it, lowered weighted F1 and coverage under
+#: nested CV on the Rakuten sample: ``benchmarks/results/member_screen_rakuten_description.md``).
 MEMBER_TFIDF = {"title_ngrams": None, "class_weight": None, "max_description_chars": 2000,
                 "char_description_chars": 1000}
 #: Above this many training listings ``members="auto"`` leaves the sentence-encoder members out:
@@ -68,8 +69,8 @@ MEMBER_TFIDF = {"title_ngrams": None, "class_weight": None, "max_description_cha
 #: four SVM fits with 512 dense columns) against 96 s and 1.9 GB without — the budget is 180 s.
 #: Fitted on a stratified sample of 20,000 (its answers on the rest standing in for out-of-fold
 #: ones): still 210 s and 3.4 GB, most of it encoding every title for those answers — not kept,
-#: although on the Rakuten sample the member fitted on a quarter of each training fold kept a
-#: third of its gain (+1.0 weighted F1 over the TF-IDF SVM alone, against +3.5).
+#: although in a one-off screen on the Rakuten sample the member fitted on a quarter of each
+#: training fold kept a third of its gain (+1.0 weighted F1 over the TF-IDF SVM alone, not +3.5).
 MAX_DENSE_ROWS = 20_000
 #: The sentence encoder each member needs (the ``text-dense`` extra); members whose encoder is
 #: not installed are left out of ``members="auto"``.
