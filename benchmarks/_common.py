@@ -93,6 +93,18 @@ def load_labelled(path: Path, **options: Any) -> Catalog:
     return read_catalog(path, **options).labelled()
 
 
+def load_development(path: Path, **options: Any) -> Catalog:
+    """The labelled listings at ``path`` that choices may be made on: on Rakuten, all but the
+    frozen final-check split (``prodcat.evaluation.protocol.frozen_split``), which only
+    ``final_check.py`` looks at."""
+    from prodcat.evaluation.protocol import frozen_split
+
+    catalog = load_labelled(path, **options)
+    if catalog.format == "rakuten":
+        catalog = catalog.subset(~frozen_split(catalog.frame["id"]))
+    return catalog
+
+
 def dataset_name(path: Path) -> str:
     path = Path(path)
     return (path.stem if path.is_file() else path.name) or "data"

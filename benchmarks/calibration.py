@@ -36,7 +36,7 @@ from _common import (
     classification_scores,
     data_missing,
     dataset_name,
-    load_labelled,
+    load_development,
     machine_info,
     machine_line,
     markdown_table,
@@ -142,7 +142,6 @@ def main(argv: list[str] | None = None) -> int:
     from sklearn.model_selection import StratifiedKFold
 
     from prodcat.evaluation.automation import coverage_at_precision
-    from prodcat.evaluation.protocol import frozen_split
 
     parser = base_parser(__doc__.split("\n\n")[0], out=False)
     parser.add_argument("--folds", type=int, default=5)
@@ -151,9 +150,7 @@ def main(argv: list[str] | None = None) -> int:
     if data_missing(args.data):
         return 0
     name = dataset_name(args.data)
-    catalog = load_labelled(args.data)
-    if catalog.format == "rakuten":
-        catalog = catalog.subset(~frozen_split(catalog.frame["id"]))
+    catalog = load_development(args.data)
     X = catalog.X.reset_index(drop=True)
     frame = catalog.frame.reset_index(drop=True)
     y = catalog.y.astype(str).to_numpy()

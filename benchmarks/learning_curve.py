@@ -26,7 +26,7 @@ from _common import (
     baseline_texts,
     classification_scores,
     data_missing,
-    load_labelled,
+    load_development,
     machine_info,
     machine_line,
     markdown_table,
@@ -68,14 +68,15 @@ def run(catalog: Any, shares: list[float], folds: int, seed: int) -> list[dict]:
     rows = []
     splits = StratifiedKFold(folds, shuffle=True, random_state=seed).split(np.zeros(len(y)), y)
     for f, (tr, te) in enumerate(splits):
+        X_test, test_texts = X.iloc[te].reset_index(drop=True), baseline_texts(frame.iloc[te])
         for share, sub in nested_subsets(y[tr], shares, seed + f).items():
             fit_rows = tr[sub]
             with timer() as prodcat_s:
                 model = Classifier(random_state=seed).fit(X.iloc[fit_rows].reset_index(drop=True), y[fit_rows])
-                pred = model.predict(X.iloc[te].reset_index(drop=True))
+                pred = model.predict(X_test)
             with timer() as recipe_s:
                 recipe = baseline_pipeline().fit(baseline_texts(frame.iloc[fit_rows]), y[fit_rows])
-                recipe_pred = recipe.predict(baseline_texts(frame.iloc[te]))
+                recipe_pred = recipe.predict(test_texts)
             weights = getattr(model.text_, "weights_", {}) or {}
             rows.append({"fold": f, "share": share, "n_train": int(len(fit_rows)),
                          "prodcat": classification_scores(y[te], np.asarray(pred).astype(str)),
@@ -105,7 +106,6 @@ def summary(rows: list[dict]) -> list[list]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from prodcat.evaluation.protocol import frozen_split
 
     parser = base_parser(__doc__.split("\n\n")[0], out=False)
     parser.add_argument("--shares", default="0.25,0.5,1", help="shares of each outer training fold")
@@ -118,9 +118,7 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(str(exc))
     if data_missing(args.data):
         return 0
-    catalog = load_labelled(args.data)
-    if catalog.format == "rakuten":
-        catalog = catalog.subset(~frozen_split(catalog.frame["id"]))
+    catalog = load_development(args.data)
     with timer() as elapsed:
         rows = run(catalog, shares, args.folds, args.seed)
     table = markdown_table(["share of the training fold", "listings trained on", "prodcat weighted F1",

@@ -32,7 +32,7 @@ from _common import (
     base_parser,
     classification_scores,
     data_missing,
-    load_labelled,
+    load_development,
     machine_info,
     machine_line,
     markdown_table,
@@ -334,7 +334,6 @@ def summary_table(rows: list[dict]) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from prodcat.evaluation.protocol import frozen_split
     from prodcat.text.ensemble import DEFAULT_MEMBERS, MEMBERS
 
     parser = base_parser(__doc__.split("\n\n")[0], out=False)
@@ -357,9 +356,7 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"unknown candidates {unknown}; known: {', '.join(sorted(known))}")
     if data_missing(args.data):
         return 0
-    catalog = load_labelled(args.data)
-    if catalog.format == "rakuten":
-        catalog = catalog.subset(~frozen_split(catalog.frame["id"]))
+    catalog = load_development(args.data)
     sets = [tuple(DEFAULT_MEMBERS)]
     sets += sets_given if sets_given else [(*DEFAULT_MEMBERS, c) for c in candidates]
     if args.alone:

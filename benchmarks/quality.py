@@ -39,6 +39,7 @@ from _common import (
     data_missing,
     dataset_name,
     layouts_table,
+    load_development,
     load_labelled,
     machine_info,
     machine_line,
@@ -387,8 +388,6 @@ def figure(label: str, value: float) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from prodcat.evaluation.protocol import frozen_split
-
     args = parse_args(argv)
     if data_missing(args.data):
         return 0
@@ -398,9 +397,7 @@ def main(argv: list[str] | None = None) -> int:
         "_members_" + args.members.replace(",", "_") if args.members else "") + (
         "_" + args.image_encoder if args.image_encoder else "")
     members = tuple(m for m in args.members.split(",") if m) if args.members else None
-    catalog = load_labelled(args.data, level=args.level)
-    if catalog.format == "rakuten" and not args.all_rows:
-        catalog = catalog.subset(~frozen_split(catalog.frame["id"]))
+    catalog = (load_labelled if args.all_rows else load_development)(args.data, level=args.level)
     results = []
     for seed in range(args.seed, args.seed + args.repeats):
         print(f"{args.folds}-fold CV on {len(catalog):,} listings of {name}, seed {seed} …", file=sys.stderr)
