@@ -57,9 +57,10 @@ PRINTED_AND_BOXED = ("10", "2705", "2280", "2403", "40", "50", "60", "2462", "29
 
 
 def build_model(image: bool, seed: int, ocr: str | None = None, memory: str | None = None,
-                members: tuple[str, ...] | None = None, image_encoder: str | None = None):
+                members: tuple[str, ...] | None = None, image_options: dict | None = None):
     """prodcat's default Classifier; ``members``: its text ensemble's members instead of the
-    default ones, ``image_encoder``: another photo encoder than the default (ablations)."""
+    default ones, ``image_options``: ImageClassifier parameters other than the defaults, such as
+    another photo encoder or head C (ablations)."""
     from prodcat.model import Classifier
 
     text = None
@@ -71,14 +72,14 @@ def build_model(image: bool, seed: int, ocr: str | None = None, memory: str | No
     if image:
         from prodcat.image import ImageClassifier
 
-        image_model = ImageClassifier(random_state=seed, **({"encoder": image_encoder} if image_encoder else {}))
+        image_model = ImageClassifier(random_state=seed, **(image_options or {}))
     return Classifier(text=text, image=image_model, random_state=seed, ocr=ocr, memory=memory)
 
 
 def run_prodcat(catalog: Any, folds: int, seed: int, image: bool, ocr: str | None = None,
                 memory: str | None = None, X: Any = None, layouts: bool = True,
                 unlabelled: Any = None, members: tuple[str, ...] | None = None,
-                image_encoder: str | None = None):
+                image_options: dict | None = None):
     """prodcat's outer-fold result (probabilities, layouts, per-row thresholds).
 
     ``unlabelled``: listings without labels given to every outer training fold's fit, as
@@ -90,7 +91,7 @@ def run_prodcat(catalog: Any, folds: int, seed: int, image: bool, ocr: str | Non
     if unlabelled is not None:
         fit_params["unlabelled"] = unlabelled
     with timer() as elapsed:
-        cv = cross_val_proba(build_model(image, seed, ocr, memory, members, image_encoder), catalog.X if X is None else X,
+        cv = cross_val_proba(build_model(image, seed, ocr, memory, members, image_options), catalog.X if X is None else X,
                              catalog.y, folds=folds, seed=seed, progress=False,
                              fit_params=fit_params, layouts=layouts)
     return cv, elapsed()
@@ -208,6 +209,8 @@ def parse_args(argv: list[str] | None):
                              "(an ablation, e.g. tfidf-svm)")
     parser.add_argument("--image-encoder", default=None,
                         help="photo encoder instead of the default (an ablation, e.g. efficientnet-lite2)")
+    parser.add_argument("--image-C", type=float, default=None,
+                        help="inverse regularisation of the photo head instead of its default (an ablation)")
     parser.add_argument("--all-rows", action="store_true",
                         help="include Rakuten's frozen final-check split (off: it is looked at once)")
     parser.add_argument("--name", default=None,
@@ -218,6 +221,12 @@ def parse_args(argv: list[str] | None):
     if args.ocr and args.repeats > 1:
         parser.error("--ocr compares two models on one shuffle; leave --repeats at 1")
     return args
+
+
+def image_ablation(args: Any) -> dict:
+    """The ImageClassifier parameters the ablation options ask for (none: the defaults)."""
+    options = {"encoder": args.image_encoder, "C": args.image_C}
+    return {k: v for k, v in options.items() if v is not None}
 
 
 def run_shuffle(catalog: Any, args: Any, seed: int, members: tuple[str, ...] | None) -> dict:
@@ -250,7 +259,7 @@ def run_shuffle(catalog: Any, args: Any, seed: int, members: tuple[str, ...] | N
 
             unlabelled = read_catalog(args.unlabelled).X
         cv, prodcat_s = run_prodcat(catalog, args.folds, seed, args.image, unlabelled=unlabelled,
-                                    members=members, image_encoder=args.image_encoder)
+                                    members=members, image_options=image_ablation(args))
     classes = np.asarray(cv.classes).astype(str)
     base, base_s = run_baseline(catalog, cv.folds, classes)
     y = cv.y
@@ -395,7 +404,8 @@ def main(argv: list[str] | None = None) -> int:
         "" if not args.ocr else "_ocr_auto" if args.ocr == "auto" else "_ocr") + (
         "_unlabelled" if args.unlabelled else "") + (
         "_members_" + args.members.replace(",", "_") if args.members else "") + (
-        "_" + args.image_encoder if args.image_encoder else "")
+        "_" + args.image_encoder if args.image_encoder else "") + (
+        f"_C{args.image_C:g}" if args.image_C is not None else "")
     members = tuple(m for m in args.members.split(",") if m) if args.members else None
     catalog = (load_labelled if args.all_rows else load_development)(args.data, level=args.level)
     results = []
@@ -417,7 +427,7 @@ def main(argv: list[str] | None = None) -> int:
                    "repeats": summary, "shuffles": results[1:] if len(results) > 1 else None,
                    "unlabelled": str(args.unlabelled) if args.unlabelled else None,
                    "members": list(members) if members else None,
-                   "image_encoder": args.image_encoder, "machine": info}
+                   "image_encoder": args.image_encoder, "image_C": args.image_C, "machine": info}
         for path in save_results(f"quality_{name}", payload, markdown):
             print(f"wrote {path}", file=sys.stderr)
     return 0
