@@ -106,7 +106,6 @@ def summary(rows: list[dict]) -> list[list]:
 
 
 def main(argv: list[str] | None = None) -> int:
-
     parser = base_parser(__doc__.split("\n\n")[0], out=False)
     parser.add_argument("--shares", default="0.25,0.5,1", help="shares of each outer training fold")
     parser.add_argument("--folds", type=int, default=5)

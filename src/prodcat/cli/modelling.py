@@ -85,7 +85,7 @@ def fit_params(model, unlabelled: str | None) -> dict:
     2,000 unlabelled photos taught through the text model's confident answers raised the photo
     model's own weighted F1 from 0.289 to 0.330, but the fused answer gained less over the text
     alone (+0.86 points against +1.93, lower on every shuffle): a photo model that learns the
-    text model's answers adds less that the text does not already know."""
+    text model's answers adds less of what the text does not already know."""
     if unlabelled is None:
         return {}
     if model.image is None:
