@@ -12,7 +12,7 @@ OUT    ?= demo-out
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
-	$(BIN)/python -m pip install -q -e '.[dev,explore,image,image-export,serve,ui,batch,text-dense,explain,track,review,audit,ocr]'
+	$(BIN)/python -m pip install -q -e '.[dev,explore,image,image-export,serve,ui,batch,text-dense,text-e5,explain,track,review,audit,ocr]'
 	@touch $(STAMP)
 
 install: $(STAMP)

@@ -133,6 +133,11 @@ def encoder_ceiling(model: Any, frame: pd.DataFrame, chunk: int) -> dict[str, An
         with timer() as elapsed:
             encoder.encode(texts[100:], cache=False)
         texts_per_s.append((len(texts) - 100) / elapsed())
+    # A small batch's vectors stay in the encoders' in-memory cache of recent texts: the batch
+    # measured next must find its texts new.
+    from prodcat.text import encoders as text_encoders
+
+    text_encoders._RECENT.clear()
     # Members that embed different texts add up their costs.
     return {"encoders": len(texts_per_s), "listings_per_s": 1 / sum(1 / t for t in texts_per_s)}
 
@@ -296,6 +301,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--warm-cache", action="store_true",
                         help="keep the user's embedding cache (off: a fresh one, so every batch "
                              "listing's text is new to the sentence encoder, as in production)")
+    parser.add_argument("--tag", default=None,
+                        help="saved as predict_speed_TAG (with --save; e.g. for a --model other than the default)")
     parser.add_argument("--child-cold-load", choices=KINDS, help=argparse.SUPPRESS)
     parser.add_argument("--child-path", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
@@ -331,7 +338,7 @@ def main(argv: list[str] | None = None) -> int:
     markdown, payload = report(res, models, args, info, len(catalog))
     print(markdown)
     if args.save:
-        for path in save_results("predict_speed", payload, markdown):
+        for path in save_results("predict_speed" + (f"_{args.tag}" if args.tag else ""), payload, markdown):
             print(f"wrote {path}", file=sys.stderr)
     return 0
 

@@ -10,11 +10,11 @@ from prodcat.errors import ConfigError
 def build_classifier(*, head, C, class_weight, calibration, max_description_chars, threshold, seed,
                      target_precision=0.95, text_model="auto", image_encoder="none",
                      image_head="logistic", fusion="auto", unlabelled=None, catalog=None,
-                     text_encoder="none", fit_cache=False, ocr="none"):
+                     text_encoder="none", fit_cache=False, ocr="none", members="auto"):
     from prodcat.model import Classifier
     from prodcat.model.fitcache import default_fit_cache_dir
 
-    text = _text_model(text_model, seed, head=head, C=C, class_weight=class_weight,
+    text = _text_model(text_model, seed, members, head=head, C=C, class_weight=class_weight,
                        calibration=calibration, max_description_chars=max_description_chars,
                        text_encoder=text_encoder)
     image = _image_model(image_encoder, image_head, seed, catalog)
@@ -24,17 +24,25 @@ def build_classifier(*, head, C, class_weight, calibration, max_description_char
                       ocr=None if ocr in (None, "none") else ocr)
 
 
-def _text_model(choice: str, seed: int, **single):
-    """The text model ``--text-model`` asks for: None (the Classifier's default ensemble) or one
-    TextClassifier built from the single-model options."""
+def _text_model(choice: str, seed: int, members: str = "auto", **single):
+    """The text model ``--text-model`` asks for: None (the Classifier's default ensemble), an
+    ensemble of the ``--members`` named, or one TextClassifier built from the single-model
+    options."""
     from prodcat.cli.options import MODEL_DEFAULTS, SINGLE_TEXT_OPTIONS
     from prodcat.text import TextClassifier
 
     changed = [k for k in SINGLE_TEXT_OPTIONS if single[k] != MODEL_DEFAULTS[k]]
+    flags = ", ".join("--" + k.replace("_", "-") for k in changed)
     if choice == "ensemble" and changed:
-        flags = ", ".join("--" + k.replace("_", "-") for k in changed)
         raise ConfigError(f"{flags} configure one text model: add --text-model single, or drop them "
                           "to train the ensemble")
+    if members != "auto":
+        if choice == "single" or changed:
+            raise ConfigError("--members chooses the ensemble's members: drop "
+                              f"{flags or '--text-model single'} to train the ensemble")
+        from prodcat.text.ensemble import TextEnsemble
+
+        return TextEnsemble(members=member_names(members), random_state=seed)
     if choice == "ensemble" or (choice == "auto" and not changed):
         return None
     return TextClassifier(head=single["head"], C=single["C"],
@@ -42,6 +50,22 @@ def _text_model(choice: str, seed: int, **single):
                           calibration=single["calibration"],
                           max_description_chars=single["max_description_chars"],
                           random_state=seed, dense=_text_encoder(single["text_encoder"]))
+
+
+def member_names(given: str) -> tuple[str, ...]:
+    """``--members``: a named set or comma-separated member names, each registered and with its
+    sentence encoder installed (checked now, not after minutes of fitting the others)."""
+    from prodcat.text.ensemble import MEMBER_ENCODERS, MEMBER_SETS, MEMBERS
+
+    names = MEMBER_SETS.get(given) or tuple(dict.fromkeys(n.strip() for n in given.split(",") if n.strip()))
+    unknown = [n for n in names if n not in MEMBERS]
+    if unknown or not names:
+        raise ConfigError(f"unknown ensemble member(s) {', '.join(unknown) or repr(given)}; choose from "
+                          f"{', '.join(MEMBERS.names())} or a set: {', '.join(MEMBER_SETS)}")
+    for name in names:
+        if name in MEMBER_ENCODERS:
+            _text_encoder(MEMBER_ENCODERS[name])
+    return names
 
 
 def _text_encoder(name: str) -> str | None:

@@ -22,6 +22,7 @@ from prodcat.model.classifier import FUSIONS
 from prodcat.ocr import list_engines as list_ocr_engines
 from prodcat.text import TextClassifier
 from prodcat.text.encoders import list_text_encoders
+from prodcat.text.ensemble import MEMBER_SETS, MEMBERS
 from prodcat.text.heads import list_heads
 
 _TEXT = TextClassifier().get_params(deep=False)
@@ -85,11 +86,17 @@ TEXT_MODELS = ("auto", "ensemble", "single")
 SINGLE_TEXT_OPTIONS = ("head", "C", "class_weight", "calibration", "max_description_chars",
                        "text_encoder")
 
+_member_sets = "; ".join(f"{name}: {','.join(members)}" for name, members in MEMBER_SETS.items())
+
 MODEL_OPTIONS = [
     click.option("--text-model", default="auto", show_default=True, type=click.Choice(TEXT_MODELS),
                  help="ensemble: calibrated text models blended by out-of-fold log loss (the "
                       "default); single: one TextClassifier tuned by the options below (auto: "
                       "single when one of them is given)"),
+    click.option("--members", default="auto", show_default=True,
+                 help="the ensemble's candidate members: registered names, comma-separated ("
+                      f"{', '.join(MEMBERS.names())}), or a named set ({_member_sets}); auto: the "
+                      "default members whose sentence encoder is installed"),
     click.option("--head", default=_TEXT["head"], show_default=True, type=click.Choice(list_heads()),
                  help="text classifier head"),
     click.option("--C", "C", type=float, default=_TEXT["C"], help="regularisation strength of the head"),

@@ -42,7 +42,7 @@ from prodcat.model.describe import (
     _check_text_encoder,
     _image_encoder,
     _jsonable_params,
-    _text_encoder_record,
+    _text_encoder_records,
     _text_model_record,
 )
 from prodcat.model.ocr_channel import check_bundle_ocr
@@ -132,9 +132,8 @@ def save_bundle(model, path: str | Path, *, training: dict | None = None, metric
             shutil.copyfile(encoder.hash_path, dest.with_name(encoder.hash_path.name))
             parts["image_encoder"] = _part_record(tmp, f"{ENCODER_DIR}/{src.name}", encoder=encoder.name)
         versions = library_versions()
-        text_encoder = _text_encoder_record(model)
-        if text_encoder is not None:
-            versions[text_encoder["package"]] = text_encoder["version"]
+        text_encoders = _text_encoder_records(model)
+        versions.update({r["package"]: r["version"] for r in text_encoders})
         manifest = {
             "format": FORMAT,
             "format_version": FORMAT_VERSION,
@@ -155,8 +154,9 @@ def save_bundle(model, path: str | Path, *, training: dict | None = None, metric
             "notes": notes or [],
             "parts": parts,
         }
-        if text_encoder is not None:
-            manifest["text_encoder"] = text_encoder
+        if text_encoders:
+            manifest["text_encoder"] = text_encoders[0]  # what readers before the list read
+            manifest["text_encoders"] = text_encoders
         if getattr(model, "ocr_", None):  # the engine must be installed where it loads
             manifest["ocr"] = {**model.ocr_, "on_missing": "refuse"}
         data = json.dumps(manifest, indent=2, ensure_ascii=False).encode("utf-8")
@@ -201,6 +201,7 @@ _FIELDS: dict[str, tuple[tuple[type, ...], bool]] = {
     "metrics": ((dict,), False),
     "notes": ((list,), False),
     "text_encoder": ((dict,), False),
+    "text_encoders": ((list,), False),
     "ocr": ((dict,), False),
 }
 
@@ -231,9 +232,12 @@ def _check_manifest_types(manifest: dict, mpath: Path) -> None:
             raise bad(f"part {name!r} needs a 'file' name, a 'sha256' and a 'bytes' count")
     if not all(isinstance(r, dict) for r in manifest.get("taxonomy", [])):
         raise bad("'taxonomy' must be a list of records")
-    record = manifest.get("text_encoder")
-    if record is not None and not all(isinstance(record.get(k), str) for k in ("name", "package", "version")):
-        raise bad("'text_encoder' needs a name, a package and a version")
+    for key, records in (("text_encoder", [manifest.get("text_encoder")]),
+                         ("text_encoders", manifest.get("text_encoders", []))):
+        for record in records:
+            if record is not None and not (isinstance(record, dict) and all(
+                    isinstance(record.get(k), str) for k in ("name", "package", "version"))):
+                raise bad(f"'{key}' needs a name, a package and a version for each encoder")
 
 
 def _major(version: str) -> str:

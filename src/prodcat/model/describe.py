@@ -34,15 +34,16 @@ def _image_encoder(model):
     return getattr(image, "encoder_", None) if image is not None else None
 
 
-def _text_encoder(model):
-    """The text model's sentence encoder (``TextClassifier(dense=...)``, an ensemble member's),
-    or None. Every member of the default ensemble uses the same one."""
+def _text_encoders(model) -> list:
+    """The text model's sentence encoders (``TextClassifier(dense=...)``, the ensemble's kept
+    members'), one per name, in the members' order."""
+    found = {}
     for text in _text_models(getattr(model, "text_", None)):
         encoder = (getattr(getattr(text, "features_", None), "dense_encoder_", None)
                    or getattr(text, "encoder_", None))
         if encoder is not None:
-            return encoder
-    return None
+            found.setdefault(encoder.name, encoder)
+    return list(found.values())
 
 
 def _text_models(text) -> list:
@@ -63,28 +64,29 @@ def _text_model_record(model) -> dict:
     return record
 
 
-def _text_encoder_record(model) -> dict | None:
-    # The encoder's weights are not stored: its package ships them (tens of MB) and is re-created
-    # at load time; the manifest pins the package version the embeddings came from.
-    encoder = _text_encoder(model)
-    if encoder is None:
-        return None
-    return {"name": encoder.name, "package": encoder.spec.package, "version": encoder.pin_version(),
-            "encoder_id": encoder.encoder_id, "dim": encoder.dim}
+def _text_encoder_records(model) -> list[dict]:
+    # The encoders' weights are not stored: their packages ship them (tens of MB) and they are
+    # re-created at load time; the manifest pins the package versions the embeddings came from.
+    return [{"name": e.name, "package": e.spec.package, "version": e.pin_version(),
+             "encoder_id": e.encoder_id, "dim": e.dim, "extra": getattr(e.spec, "extra", "text-dense")}
+            for e in _text_encoders(model)]
 
 
 def _check_text_encoder(path: Path, manifest: dict) -> None:
-    record = manifest.get("text_encoder")
-    if not record:
-        return
+    """Every sentence encoder the bundle's text model needs is installed, at the version its
+    embeddings came from (``text_encoders``; bundles of one encoder also say ``text_encoder``)."""
     from importlib.metadata import PackageNotFoundError, version
 
-    package, wanted = record.get("package"), record.get("version")
-    try:
-        installed = version(str(package))
-    except PackageNotFoundError:
-        raise BundleError(f"bundle {path} uses the {record.get('name')} text encoder, which needs "
-                          f"{package}=={wanted}: pip install 'prodcat[text-dense]'") from None
-    if installed != wanted:
-        raise BundleError(f"bundle {path} was saved with {package} {wanted}, this install has "
-                          f"{installed}; install {package}=={wanted} or retrain the model")
+    # Both fields are checked, and every record in them must hold.
+    records = [r for r in [manifest.get("text_encoder"), *manifest.get("text_encoders", [])] if r]
+    for record in records:
+        package, wanted = record.get("package"), record.get("version")
+        try:
+            installed = version(str(package))
+        except PackageNotFoundError:
+            raise BundleError(f"bundle {path} uses the {record.get('name')} text encoder, which needs "
+                              f"{package}=={wanted}: pip install 'prodcat[{record.get('extra', 'text-dense')}]'"
+                              ) from None
+        if installed != wanted:
+            raise BundleError(f"bundle {path} was saved with {package} {wanted}, this install has "
+                              f"{installed}; install {package}=={wanted} or retrain the model")

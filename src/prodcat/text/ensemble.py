@@ -58,6 +58,11 @@ MEMBERS: Registry[Callable[..., object]] = Registry("text ensemble member",
 #: (0.4897 against 0.5081 in that layout): the title's place then holds a description it never
 #: saw there. The three members together: 0.7278, but 38.5 % filed at 95 % and both encodings.
 DEFAULT_MEMBERS = ("tfidf-svm", "tfidf-use-title-svm")
+#: Member sets by name (``--members quality``). ``quality`` adds the e5 member (the ``text-e5``
+#: extra): +0.88 weighted F1 on the Rakuten sample and +0.28 on Flipkart under nested CV (3
+#: shuffles; ``benchmarks/results/member_screen_*_e5.md``), but it predicts 17 listings a second
+#: and 67 ms a listing (``predict_speed_quality.md``), so it is not the default.
+MEMBER_SETS = {"quality": (*DEFAULT_MEMBERS, "tfidf-e5-svm")}
 #: The n-gram settings every SVM member shares: no separate title block, so a word counts the same
 #: in whichever field a feed put it; the description read up to 2,000 characters for words and
 #: 1,000 for character n-grams (reading more, or all of it, lowered weighted F1 and coverage under
@@ -77,7 +82,8 @@ MAX_DENSE_ROWS = 20_000
 MEMBER_ENCODERS = {"tfidf-use-svm": "use-multilingual-description",
                    "use-logistic": "use-multilingual-description",
                    "tfidf-use-title-svm": "use-multilingual",
-                   "use-title-logistic": "use-multilingual"}
+                   "use-title-logistic": "use-multilingual",
+                   "tfidf-e5-svm": "e5-small-description"}
 
 
 @MEMBERS.register("tfidf-svm")
@@ -97,6 +103,14 @@ def _tfidf_use_svm(random_state=0, n_jobs=-1):
 def _tfidf_use_title_svm(random_state=0, n_jobs=-1):
     """The n-grams plus the USE embedding of the title alone (about twice as fast to encode)."""
     return TextClassifier(**MEMBER_TFIDF, dense="use-multilingual",
+                          random_state=random_state, n_jobs=n_jobs)
+
+
+@MEMBERS.register("tfidf-e5-svm")
+def _tfidf_e5_svm(random_state=0, n_jobs=-1):
+    """The n-grams plus the e5-small embedding of title and description start (the ``text-e5``
+    extra): the quality ensemble's third member, far slower to encode than USE."""
+    return TextClassifier(**MEMBER_TFIDF, dense="e5-small-description",
                           random_state=random_state, n_jobs=n_jobs)
 
 
