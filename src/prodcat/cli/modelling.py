@@ -17,6 +17,8 @@ def build_classifier(*, head, C, class_weight, calibration, max_description_char
     text = _text_model(text_model, seed, members, head=head, C=C, class_weight=class_weight,
                        calibration=calibration, max_description_chars=max_description_chars,
                        text_encoder=text_encoder)
+    if members != "auto" and catalog is not None:
+        _note_large_dense(text.members, len(catalog))
     image = _image_model(image_encoder, image_head, seed, catalog)
     memory = str(default_fit_cache_dir()) if fit_cache else None
     return Classifier(text=text, image=image, fusion=fusion, threshold=threshold,
@@ -66,6 +68,16 @@ def member_names(given: str) -> tuple[str, ...]:
         if name in MEMBER_ENCODERS:
             _text_encoder(MEMBER_ENCODERS[name])
     return names
+
+
+def _note_large_dense(names: tuple[str, ...], n_rows: int) -> None:
+    from prodcat.text.ensemble import MAX_DENSE_ROWS, MEMBER_ENCODERS
+
+    dense = [n for n in names if n in MEMBER_ENCODERS]
+    if dense and n_rows > MAX_DENSE_ROWS:
+        echo(f"note: {n_rows:,} listings > {MAX_DENSE_ROWS:,}: the default ensemble would leave "
+             f"{', '.join(dense)} out (encoding every listing dominates training); --members fits "
+             "them anyway")
 
 
 def _text_encoder(name: str) -> str | None:
