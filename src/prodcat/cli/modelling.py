@@ -71,10 +71,10 @@ def member_names(given: str) -> tuple[str, ...]:
 
 
 def _note_large_dense(names: tuple[str, ...], n_rows: int) -> None:
-    from prodcat.text.ensemble import MAX_DENSE_ROWS, MEMBER_ENCODERS
+    from prodcat.text.ensemble import MAX_DENSE_ROWS, too_many_to_encode
 
-    dense = [n for n in names if n in MEMBER_ENCODERS]
-    if dense and n_rows > MAX_DENSE_ROWS:
+    dense = too_many_to_encode(names, n_rows, MAX_DENSE_ROWS)
+    if dense:
         echo(f"note: {n_rows:,} listings > {MAX_DENSE_ROWS:,}: the default ensemble would leave "
              f"{', '.join(dense)} out (encoding every listing dominates training); --members fits "
              "them anyway")

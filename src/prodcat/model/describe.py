@@ -68,7 +68,7 @@ def _text_encoder_records(model) -> list[dict]:
     # The encoders' weights are not stored: their packages ship them (tens of MB) and they are
     # re-created at load time; the manifest pins the package versions the embeddings came from.
     return [{"name": e.name, "package": e.spec.package, "version": e.pin_version(),
-             "encoder_id": e.encoder_id, "dim": e.dim, "extra": getattr(e.spec, "extra", "text-dense")}
+             "encoder_id": e.encoder_id, "dim": e.dim, "extra": e.spec.extra}
             for e in _text_encoders(model)]
 
 

@@ -146,6 +146,14 @@ def available_members(names=DEFAULT_MEMBERS) -> tuple[str, ...]:
                  if n not in MEMBER_ENCODERS or installed_version(TEXT_ENCODERS.get(MEMBER_ENCODERS[n])))
 
 
+def too_many_to_encode(names, n_rows: int, max_dense_rows: int | None) -> tuple[str, ...]:
+    """The members of ``names`` that ``members="auto"`` leaves out on ``n_rows`` training
+    listings: those that need a sentence encoder, above ``max_dense_rows`` (None: no limit)."""
+    if max_dense_rows is None or n_rows <= max_dense_rows:
+        return ()
+    return tuple(n for n in names if n in MEMBER_ENCODERS)
+
+
 def default_text_model(random_state=0, n_jobs=-1):
     """prodcat's default text model: the ensemble of the available default members, or the
     TF-IDF SVM alone when the sentence encoder is not installed (an ensemble of one is that
@@ -280,11 +288,10 @@ class TextEnsemble(ClassifierMixin, BaseEstimator):
             names = available_members()
             self.left_out_ = {n: "sentence encoder not installed" for n in DEFAULT_MEMBERS
                               if n not in names}
-            if self.max_dense_rows is not None and n_rows > self.max_dense_rows:
-                dense = [n for n in names if n in MEMBER_ENCODERS]
-                self.left_out_.update({n: f"{n_rows:,} listings > max_dense_rows="
-                                          f"{self.max_dense_rows:,}" for n in dense})
-                names = tuple(n for n in names if n not in MEMBER_ENCODERS)
+            dense = too_many_to_encode(names, n_rows, self.max_dense_rows)
+            self.left_out_.update({n: f"{n_rows:,} listings > max_dense_rows="
+                                      f"{self.max_dense_rows:,}" for n in dense})
+            names = tuple(n for n in names if n not in dense)
         if not names:
             raise ValueError("TextEnsemble needs at least one member")
         return {name: MEMBERS.create(name, random_state=self.random_state, n_jobs=self.n_jobs)
