@@ -8,6 +8,11 @@ precision it promised. Every look is recorded with the fingerprint of prodcat's 
 ``--reason`` says why (the reason is kept), because choices made after a look may be tuned to it.
 
     python benchmarks/final_check.py --save
+    python benchmarks/final_check.py --members quality --reason "…" --save   # an opt-in member set
+
+``--members`` (a named set of ``prodcat.text.ensemble.MEMBER_SETS`` or comma-separated member
+names) checks a text ensemble other than the default; its look is recorded with the members, and
+its results go to ``final_check_members_<names>``.
 """
 
 from __future__ import annotations
@@ -41,19 +46,26 @@ def main(argv: list[str] | None = None) -> int:
     from prodcat.evaluation.protocol import FinalCheck, frozen_split
     from prodcat.model import Classifier
     from prodcat.model.fitcache import source_fingerprint
+    from prodcat.text.ensemble import TextEnsemble
 
     parser = base_parser(__doc__.split("\n\n")[0], out=False)
     parser.add_argument("--reason", default=None, help="why the frozen split is looked at again")
+    parser.add_argument("--members", default=None,
+                        help="the text ensemble's members instead of the default ones: a named set "
+                             "(e.g. quality) or comma-separated member names")
     args = parser.parse_args(argv)
     if data_missing(args.data):
         return 0
+    members = member_list(args.members)
     catalog = load_labelled(args.data)
     frozen = frozen_split(catalog.frame["id"])
-    FinalCheck(RESULTS_DIR / "final_check_looks.json").open(source_fingerprint(), reason=args.reason)
+    FinalCheck(RESULTS_DIR / "final_check_looks.json").open(
+        source_fingerprint(), reason=args.reason, model={"members": list(members)} if members else None)
     train, test = catalog.subset(~frozen), catalog.subset(frozen)
     print(f"fitting on {len(train):,} listings, scoring the {len(test):,} frozen ones …", file=sys.stderr)
     with timer() as elapsed:
-        model = Classifier().fit(train.X, train.y, taxonomy=train.taxonomy)
+        text = TextEnsemble(members=members) if members else None
+        model = Classifier(text=text).fit(train.X, train.y, taxonomy=train.taxonomy)
     prodcat_fit = elapsed()
     with timer() as elapsed:
         recipe = baseline_pipeline().fit(baseline_texts(train.frame), train.y.astype(str).to_numpy())
@@ -83,7 +95,8 @@ def main(argv: list[str] | None = None) -> int:
     markdown = "\n\n".join([
         "## Final check on Rakuten's frozen split",
         f"Fitted on {len(train):,} listings, scored on the {len(test):,} listings of the frozen split "
-        f"(`frozen_split`, salted hash of the id), looked at once with code {source_fingerprint()}.",
+        f"(`frozen_split`, salted hash of the id), looked at once with code {source_fingerprint()}"
+        + (f"; text members {', '.join(members)} instead of the default ones." if members else "."),
         markdown_table(["metric", "prodcat", "recipe", "delta (points)"], rows, digits=4),
         "Field layouts, weighted F1:",
         layouts_table(layouts),
@@ -96,12 +109,23 @@ def main(argv: list[str] | None = None) -> int:
     print(markdown)
     if args.save:
         payload = {"benchmark": "final_check", "data": str(args.data), "n_train": len(train),
-                   "n_test": len(test), "code": source_fingerprint(), "scores": scores,
+                   "n_test": len(test), "code": source_fingerprint(),
+                   "members": list(members) if members else None, "scores": scores,
                    "layouts": layouts, "precision_coverage": cover, "threshold_promise": promise,
                    "fit_seconds": {"prodcat": prodcat_fit, "recipe": recipe_fit}, "machine": info}
-        for path in save_results("final_check", payload, markdown):
+        name = "final_check" + ("_members_" + "_".join(members) if members else "")
+        for path in save_results(name, payload, markdown):
             print(f"wrote {path}", file=sys.stderr)
     return 0
+
+
+def member_list(given: str | None) -> tuple[str, ...] | None:
+    """``--members`` as member names: a named set expanded, or the comma-separated names."""
+    from prodcat.text.ensemble import MEMBER_SETS
+
+    if not given:
+        return None
+    return MEMBER_SETS.get(given) or tuple(n.strip() for n in given.split(",") if n.strip())
 
 
 if __name__ == "__main__":

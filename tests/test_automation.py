@@ -92,6 +92,13 @@ def test_final_check_refuses_a_second_look_with_other_code(tmp_path):
         check.open("code-b")
     check.open("code-b", reason="bug fix in the reader")
     assert [look["fingerprint"] for look in check.looks()] == ["code-a", "code-a", "code-b"]
+    # Another model on the same code is another look: its choices may have seen the last one.
+    quality = {"members": ["tfidf-svm", "tfidf-e5-svm"]}
+    with pytest.raises(ProtocolError, match="another model"):
+        check.open("code-b", model=quality)
+    check.open("code-b", reason="the opt-in member set, never looked at", model=quality)
+    check.open("code-b", model=quality)
+    assert check.looks()[-1]["model"] == quality
 
 
 def test_wilson_margin_asks_for_more_evidence():

@@ -71,16 +71,17 @@ class FinalCheck:
             return []
         return json.loads(self.path.read_text(encoding="utf-8"))
 
-    def open(self, fingerprint: str, *, reason: str | None = None) -> None:
-        """Allow a look with code ``fingerprint``: the first look, a repeat with the same code
-        (a re-run gives the same numbers), or a later look whose ``reason`` is written down."""
+    def open(self, fingerprint: str, *, reason: str | None = None, model: dict | None = None) -> None:
+        """Allow a look with code ``fingerprint``: the first look, a repeat with the same code and
+        ``model`` (a re-run gives the same numbers), or a later look whose ``reason`` is written
+        down. ``model`` describes a model other than the default (e.g. its text members)."""
         looks = self.looks()
-        if looks and looks[-1]["fingerprint"] != fingerprint and not reason:
+        if looks and ((looks[-1]["fingerprint"], looks[-1].get("model")) != (fingerprint, model)) and not reason:
             raise ProtocolError(
-                f"the frozen split was already looked at on {looks[-1]['at']} with other code; "
-                "choices made since then may have been tuned to it. Pass a reason to look again "
-                "(it is recorded beside the result).")
+                f"the frozen split was already looked at on {looks[-1]['at']} with other code or "
+                "another model; choices made since then may have been tuned to it. Pass a reason "
+                "to look again (it is recorded beside the result).")
         looks.append({"at": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
-                      "fingerprint": fingerprint, "reason": reason})
+                      "fingerprint": fingerprint, "reason": reason, **({"model": model} if model else {})})
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self.path.write_text(json.dumps(looks, indent=2), encoding="utf-8")
