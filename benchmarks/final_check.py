@@ -41,6 +41,7 @@ from _common import (
 def main(argv: list[str] | None = None) -> int:
     import numpy as np
 
+    from prodcat.cli.modelling import member_names
     from prodcat.evaluation.automation import coverage_at_precision, model_promise
     from prodcat.evaluation.layouts import layout_frames, layout_scores
     from prodcat.evaluation.protocol import FinalCheck, frozen_split
@@ -56,7 +57,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if data_missing(args.data):
         return 0
-    members = member_list(args.members)
+    # Named set expanded, names and encoders checked before a look is recorded.
+    members = member_names(args.members) if args.members else None
     catalog = load_labelled(args.data)
     frozen = frozen_split(catalog.frame["id"])
     FinalCheck(RESULTS_DIR / "final_check_looks.json").open(
@@ -117,15 +119,6 @@ def main(argv: list[str] | None = None) -> int:
         for path in save_results(name, payload, markdown):
             print(f"wrote {path}", file=sys.stderr)
     return 0
-
-
-def member_list(given: str | None) -> tuple[str, ...] | None:
-    """``--members`` as member names: a named set expanded, or the comma-separated names."""
-    from prodcat.text.ensemble import MEMBER_SETS
-
-    if not given:
-        return None
-    return MEMBER_SETS.get(given) or tuple(n.strip() for n in given.split(",") if n.strip())
 
 
 if __name__ == "__main__":
