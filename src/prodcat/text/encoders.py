@@ -61,7 +61,6 @@ def extra_hint(extra: str = "text-dense") -> str:
     return f"pip install 'prodcat[{extra}]'"
 
 
-EXTRA_HINT = extra_hint()
 COMBINES = ("title", "title+description")
 
 
